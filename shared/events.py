@@ -1,0 +1,170 @@
+"""Parsing and validation of the open events apps send, single and batched."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+MAX_EVENT_BYTES = 64 * 1024
+MAX_BATCH_EVENTS = 100
+MAX_BATCH_BYTES = MAX_BATCH_EVENTS * MAX_EVENT_BYTES
+MAX_TOKEN_CHARS = 4096
+
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_ZERO_GUID = "00000000-0000-0000-0000-000000000000"
+_STATUS_WORDS = {"1": 1, "opened": 1, "0": 0, "clicked": 0}
+_JSON_TYPES = ("application/json", "text/json")
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One rejected field: where it is and why."""
+
+    field: str
+    detail: str
+
+
+class BadRequest(Exception):
+    """The request cannot be accepted as sent (4xx); CIJ is not called."""
+
+
+class InvalidEvent(BadRequest):
+    """The request or one event in it breaks the contract; CIJ is not called."""
+
+    def __init__(self, *errors: FieldError) -> None:
+        super().__init__("; ".join(f"{e.field}: {e.detail}" for e in errors))
+        self.errors = errors
+
+
+class PayloadTooLarge(BadRequest):
+    """The body exceeds the cap for its route."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"body exceeds {limit} bytes")
+        self.limit = limit
+
+
+class UnsupportedMediaType(BadRequest):
+    """The body is declared as something other than JSON."""
+
+
+@dataclass(frozen=True, slots=True)
+class OpenEvent:
+    """A validated push interaction, in the canonical form CIJ receives."""
+
+    tracking_id: str
+    device_token: str
+    status: int
+
+    def to_upstream(self) -> dict[str, Any]:
+        """The exact body CIJ receives for this event."""
+        return {"TrackingId": self.tracking_id, "DeviceToken": self.device_token,
+                "PushNotificationStatus": self.status}
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise ValueError("duplicate key")
+    return obj
+
+
+def check_media_type(content_type: str | None) -> None:
+    """Accept a missing Content-Type or any JSON media type; refuse the rest."""
+    if not content_type:
+        return
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media not in _JSON_TYPES and not (media.startswith("application/") and media.endswith("+json")):
+        raise UnsupportedMediaType(media)
+
+
+def decode_json(body: bytes, limit: int) -> Any:
+    """Decode a JSON body within `limit` bytes, refusing anything ambiguous or malformed."""
+    if len(body) > limit:
+        raise PayloadTooLarge(limit)
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidEvent(FieldError("body", "is not valid UTF-8")) from None
+    try:
+        return json.loads(text, object_pairs_hook=_reject_duplicates)
+    except RecursionError:
+        raise InvalidEvent(FieldError("body", "is nested too deeply")) from None
+    except ValueError as exc:  # JSONDecodeError, duplicate keys, oversized integers
+        reason = "has a duplicate key" if str(exc) == "duplicate key" else "is not valid JSON"
+        raise InvalidEvent(FieldError("body", reason)) from None
+
+
+def _tracking_id(value: Any) -> str:
+    if not isinstance(value, str) or not _GUID.fullmatch(value):
+        raise ValueError("must be a GUID string in 8-4-4-4-12 form")
+    if value == _ZERO_GUID:
+        raise ValueError("must not be the all-zero GUID (CIJ test sends are not tracked)")
+    return value
+
+
+def _device_token(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError("must be a non-empty string")
+    if len(value) > MAX_TOKEN_CHARS:
+        raise ValueError(f"must be at most {MAX_TOKEN_CHARS} characters")
+    # isprintable() is False for control, format, surrogate, unassigned and separator characters
+    # except the ASCII space, which is checked separately.
+    if not value.isprintable() or " " in value:
+        raise ValueError("must not contain whitespace or control characters")
+    return value
+
+
+def _status(value: Any) -> int:
+    if type(value) is int and value in (0, 1):  # `type is int`: JSON true must not pass as 1
+        return value
+    if isinstance(value, str) and value.lower() in _STATUS_WORDS:
+        return _STATUS_WORDS[value.lower()]
+    raise ValueError('must be 1, "1" or "Opened" (opened), or 0, "0" or "Clicked" (clicked)')
+
+
+_FIELDS = (("TrackingId", _tracking_id), ("DeviceToken", _device_token), ("PushNotificationStatus", _status))
+
+
+def validate_event(obj: Any) -> OpenEvent:
+    """Turn one decoded JSON value into an OpenEvent, or raise InvalidEvent naming every bad field."""
+    if not isinstance(obj, dict):
+        raise InvalidEvent(FieldError("body", "must be a JSON object"))
+    values: list[Any] = []
+    errors: list[FieldError] = []
+    for name, check in _FIELDS:
+        if name not in obj:
+            errors.append(FieldError(name, "is required"))
+            continue
+        try:
+            values.append(check(obj[name]))
+        except ValueError as exc:
+            errors.append(FieldError(name, str(exc)))
+    if errors:
+        raise InvalidEvent(*errors)
+    return OpenEvent(*values)
+
+
+def parse_event(body: bytes, content_type: str | None = None) -> OpenEvent:
+    """Parse the body of `POST /api/events`."""
+    check_media_type(content_type)
+    return validate_event(decode_json(body, MAX_EVENT_BYTES))
+
+
+def parse_batch(body: bytes, content_type: str | None = None) -> list[OpenEvent | InvalidEvent]:
+    """Parse the body of `POST /api/events/batch`: each item validated on its own, in order."""
+    check_media_type(content_type)
+    items = decode_json(body, MAX_BATCH_BYTES)
+    if not isinstance(items, list):
+        raise InvalidEvent(FieldError("body", "must be a JSON array of events"))
+    if not 1 <= len(items) <= MAX_BATCH_EVENTS:
+        raise InvalidEvent(FieldError("body", f"must hold 1 to {MAX_BATCH_EVENTS} events"))
+    results: list[OpenEvent | InvalidEvent] = []
+    for item in items:
+        try:
+            results.append(validate_event(item))
+        except InvalidEvent as exc:
+            results.append(exc)
+    return results

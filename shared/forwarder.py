@@ -1,0 +1,142 @@
+"""Forwards events to CIJ on one pooled aiohttp session, retrying transient failures."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import math
+import random
+import ssl
+import time
+from dataclasses import dataclass
+
+import aiohttp
+
+from .events import OpenEvent
+from .target import Target
+
+MAX_ATTEMPTS = 4
+BACKOFF_BASE, BACKOFF_CAP = 0.2, 2.0
+DEFAULT_RETRY_AFTER = 5
+MAX_RETRY_AFTER = 3600
+_HEADERS = {"Content-Type": "application/json", "Accept": "application/json",
+            "User-Agent": "cij-push-relay/1.0"}
+
+
+class UpstreamRejected(Exception):
+    """CIJ answered 400: the event is wrong and must not be retried."""
+
+
+class UpstreamMisconfigured(Exception):
+    """CIJ answered a status that means the relay's target is wrong (401/403/404/other)."""
+
+    def __init__(self, upstream_status: int) -> None:
+        super().__init__(f"CIJ answered HTTP {upstream_status}")
+        self.upstream_status = upstream_status
+
+
+class UpstreamUnavailable(Exception):
+    """CIJ could not take the event within the deadline; the app should retry later."""
+
+    def __init__(self, status: int, reason: str, retry_after: int) -> None:
+        super().__init__(reason)
+        self.status, self.retry_after = status, retry_after
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """CIJ took the event."""
+
+    upstream_status: int
+    attempts: int
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or HTTP-date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), MAX_RETRY_AFTER)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return min(max(0.0, when.timestamp() - time.time()), MAX_RETRY_AFTER)
+
+
+def _failure_status(upstream_status: int | None, timed_out: bool) -> int:
+    if timed_out or upstream_status in (408, 504):
+        return 504
+    if upstream_status in (429, 503):
+        return 503
+    return 502
+
+
+class Forwarder:
+    """Owns the process-wide ClientSession; created lazily on the running loop."""
+
+    def __init__(self, max_connections: int, timeout: float) -> None:
+        self._limit, self._timeout = max_connections, timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=self._limit, limit_per_host=self._limit, keepalive_timeout=30,
+                ttl_dns_cache=300, ssl=ssl.create_default_context())  # honours SSL_CERT_FILE
+            self._session = aiohttp.ClientSession(
+                connector=connector, headers=_HEADERS, skip_auto_headers=("Accept-Encoding",))
+        return self._session
+
+    @property
+    def connector_limit(self) -> int:
+        """The most connections the pool opens to CIJ."""
+        return self._limit
+
+    async def send(self, target: Target, event: OpenEvent, deadline: float | None = None) -> Accepted:
+        """Post one event, retrying 408/429/5xx/network errors with backoff until `deadline`."""
+        loop = asyncio.get_running_loop()
+        deadline = deadline if deadline is not None else loop.time() + self._timeout
+        body = json.dumps(event.to_upstream(), separators=(",", ":")).encode()
+        session, url = self._get_session(), target.events_url
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            status: int | None = None
+            hint: float | None = None
+            timed_out = False
+            remaining = deadline - loop.time()
+            try:
+                if remaining <= 0:
+                    raise asyncio.TimeoutError
+                async with session.post(url, data=body,
+                                        timeout=aiohttp.ClientTimeout(total=remaining)) as resp:
+                    status, hint = resp.status, parse_retry_after(resp.headers.get("Retry-After"))
+                    await resp.read()  # drain so the connection returns to the pool
+            except asyncio.TimeoutError:
+                timed_out = True
+            except aiohttp.ClientError:
+                pass  # connection refused/reset: retryable
+            if status is not None and 200 <= status < 300:
+                return Accepted(status, attempt)
+            if status == 400:
+                raise UpstreamRejected("CIJ rejected the event")
+            if status is not None and status != 408 and status != 429 and status < 500:
+                raise UpstreamMisconfigured(status)
+            delay = hint if hint is not None else random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** attempt))
+            if attempt == MAX_ATTEMPTS or loop.time() + delay >= deadline:
+                reason = "timed out" if timed_out else f"HTTP {status}" if status else "connection failed"
+                retry_after = math.ceil(hint) if hint else DEFAULT_RETRY_AFTER
+                raise UpstreamUnavailable(_failure_status(status, timed_out),
+                                          f"CIJ unavailable after {attempt} attempt(s): {reason}",
+                                          max(1, retry_after))
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def close(self) -> None:
+        """Close the pooled session."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

@@ -1,0 +1,180 @@
+"""The relay's flow: parse → validate → resolve target → forward → map outcome (one instance per loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from datetime import datetime, timezone
+
+from . import settings as settings_module
+from .delivery_queue import DeliveryQueue, EnqueueFailed, decode_message
+from .events import BadRequest, InvalidEvent, OpenEvent, parse_batch, parse_event
+from .forwarder import Forwarder, UpstreamMisconfigured, UpstreamRejected, UpstreamUnavailable
+from .responses import Reply, accepted, from_error
+from .settings import ConfigError, Settings
+from .target import SecretSource, StaticSource, TargetResolver, TargetUnavailable
+
+log = logging.getLogger("cij_relay")
+
+_RETRYABLE = (UpstreamUnavailable, TargetUnavailable)
+
+
+class RedeliveryFailed(Exception):
+    """A queued event could not be delivered yet; raised so the Functions host retries it."""
+
+
+def fingerprint(device_token: str) -> str:
+    """A short, non-reversible tag for correlating a device in logs."""
+    return hashlib.sha256(device_token.encode()).hexdigest()[:10]
+
+
+def make_source(settings: Settings) -> SecretSource:
+    """Key Vault when KEY_VAULT_URL is set, otherwise the CIJ_* settings."""
+    if settings.key_vault_url:
+        from .keyvault import KeyVaultSource
+
+        return KeyVaultSource(settings.key_vault_url, settings.org_id_secret_name,
+                              settings.endpoint_secret_name)
+    return StaticSource(settings.org_id, settings.public_endpoint)
+
+
+class Relay:
+    """Long-lived parts (target cache, HTTP pool, queue client) and the operations on them."""
+
+    def __init__(self, settings: Settings, source: SecretSource | None = None) -> None:
+        self.settings = settings
+        self.resolver = TargetResolver(source or make_source(settings), settings)
+        self.forwarder = Forwarder(settings.max_connections, settings.forward_timeout)
+        self.queue = DeliveryQueue(settings) if settings.delivery_fallback == "queue" else None
+
+    async def deliver(self, event: OpenEvent, deadline: float | None = None) -> Reply:
+        """Forward one valid event and answer as the single route would, logging one line."""
+        started, received_at = time.perf_counter(), datetime.now(timezone.utc)
+        attempts, outcome = 0, "accepted"
+        try:
+            target = await self.resolver.get()
+            attempts = (await self.forwarder.send(target, event, deadline)).attempts
+            reply = accepted()
+        except _RETRYABLE as exc:
+            reply, outcome = await self._fall_back(event, received_at, exc)
+        except UpstreamRejected as exc:
+            reply, outcome = from_error(exc), "rejected"
+        except UpstreamMisconfigured as exc:
+            log.error("CIJ answered HTTP %d: check the org ID and endpoint secrets and that the org "
+                      "has push enabled", exc.upstream_status)
+            reply, outcome = from_error(exc), "misconfigured"
+        log.info("event outcome=%s status=%d tracking_id=%s device=%s attempts=%d ms=%.1f", outcome,
+                 reply.status, event.tracking_id, fingerprint(event.device_token), attempts,
+                 (time.perf_counter() - started) * 1000)
+        return reply
+
+    async def _fall_back(self, event: OpenEvent, received_at: datetime,
+                         exc: Exception) -> tuple[Reply, str]:
+        if self.queue is None:
+            return from_error(exc), "unavailable"
+        try:
+            await self.queue.put(event, received_at)
+        except EnqueueFailed as failure:
+            log.error("enqueue for redelivery failed (%s) after: %s", failure, exc)
+            return from_error(exc), "unavailable"
+        return accepted(queued=True), "queued"
+
+    async def handle_event(self, body: bytes, content_type: str | None) -> Reply:
+        """`POST /api/events`."""
+        try:
+            event = parse_event(body, content_type)
+        except BadRequest as exc:
+            return from_error(exc)
+        return await self.deliver(event)
+
+    async def handle_batch(self, body: bytes, content_type: str | None) -> Reply:
+        """`POST /api/events/batch`: per-item results in request order, one shared deadline."""
+        try:
+            items = parse_batch(body, content_type)
+        except BadRequest as exc:
+            return from_error(exc)
+        deadline = asyncio.get_running_loop().time() + self.settings.forward_timeout
+        gate = asyncio.Semaphore(self.settings.batch_concurrency)
+
+        async def one(item: OpenEvent | InvalidEvent) -> Reply:
+            if isinstance(item, InvalidEvent):
+                return from_error(item)
+            async with gate:
+                return await self.deliver(item, deadline)
+
+        replies = await asyncio.gather(*(one(item) for item in items))
+        results = []
+        for index, reply in enumerate(replies):
+            result: dict[str, object] = {"index": index, "status": reply.status}
+            if reply.status >= 300:
+                result["error"] = reply.body
+            elif reply.headers.get("X-Delivery") == "queued":
+                result["delivery"] = "queued"
+            results.append(result)
+        return Reply(200, {"results": results})
+
+    async def health(self) -> Reply:
+        """`GET /api/health`: 200 when the target resolves, 503 otherwise; reveals nothing else."""
+        try:
+            await self.resolver.get()
+        except TargetUnavailable as exc:
+            return Reply(503, {"status": "unavailable"}, {"Retry-After": str(exc.retry_after)})
+        return Reply(200, {"status": "ok"})
+
+    async def redeliver(self, message: bytes) -> None:
+        """Queue trigger: deliver a stored event; drop it on CIJ 400, raise to retry otherwise."""
+        try:
+            event, received_at = decode_message(message)
+        except InvalidEvent:
+            log.warning("dropping a queue message that is not a relay event")
+            return
+        tag = (event.tracking_id, fingerprint(event.device_token), received_at)
+        try:
+            target = await self.resolver.get()
+            accepted_ = await self.forwarder.send(target, event)
+        except UpstreamRejected:
+            log.warning("redelivery dropped: CIJ answered 400 tracking_id=%s device=%s received_at=%s",
+                        *tag)
+            return
+        except (UpstreamUnavailable, UpstreamMisconfigured, TargetUnavailable) as exc:
+            log.warning("redelivery failed, the host will retry: %s tracking_id=%s", exc, tag[0])
+            raise RedeliveryFailed(str(exc)) from None
+        log.info("redelivered tracking_id=%s device=%s received_at=%s attempts=%d", *tag,
+                 accepted_.attempts)
+
+    async def aclose(self) -> None:
+        """Close the HTTP pool, the target source and the queue client."""
+        await self.forwarder.close()
+        await self.resolver.close()
+        if self.queue is not None:
+            await self.queue.close()
+
+
+_relay: Relay | None = None
+_relay_loop: asyncio.AbstractEventLoop | None = None
+
+
+def current() -> Relay:
+    """The relay bound to the running loop, built on first use (never at import)."""
+    global _relay, _relay_loop
+    loop = asyncio.get_running_loop()
+    if _relay is None or _relay_loop is not loop:
+        # A relay from another loop cannot be reused (its session is bound to that loop).
+        _relay, _relay_loop = Relay(settings_module.load()), loop
+    return _relay
+
+
+async def reset() -> None:
+    """Close and forget the current relay (tests, shutdown); the next call builds a new one."""
+    global _relay, _relay_loop
+    relay, _relay, _relay_loop = _relay, None, None
+    if relay is not None:
+        try:
+            await relay.aclose()
+        except RuntimeError:  # bound to a loop that is already closed
+            pass
+
+
+__all__ = ["ConfigError", "Relay", "RedeliveryFailed", "current", "reset", "fingerprint"]

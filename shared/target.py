@@ -1,0 +1,181 @@
+"""The CIJ target (org ID + public endpoint): where it comes from, how it is checked and cached."""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import ipaddress
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from .settings import Settings
+
+log = logging.getLogger("cij_relay.target")
+
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+STALE_MAX_SECONDS = 24 * 3600
+_RETRY_FLOOR, _RETRY_CAP = 1.0, 60.0
+
+
+class TargetUnavailable(Exception):
+    """The org ID and endpoint cannot be had, or are not valid; CIJ is not called."""
+
+    def __init__(self, reason: str, retry_after: int = 5) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+class InvalidTarget(ValueError):
+    """A secret's value does not pass validation."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where events go: the validated org ID and the normalised endpoint (ending in `/`)."""
+
+    org_id: str
+    base_url: str
+
+    @property
+    def events_url(self) -> str:
+        """The CIJ push data receiver URL for this org."""
+        return f"{self.base_url}api/v1.0/orgs/{self.org_id}/pushdatareceiver/events"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def normalise_endpoint(raw: str, allowed_hosts: tuple[str, ...]) -> str:
+    """Check the endpoint against the allow-list and return it as `scheme://host[:port][/prefix]/`."""
+    raw = raw.strip()
+    if "://" not in raw:
+        raw = "https://" + raw
+    try:
+        parts = urlsplit(raw)
+        host, port = (parts.hostname or "").lower(), parts.port
+    except ValueError:
+        raise InvalidTarget("endpoint is not a URL") from None
+    if not host or parts.username or parts.password or parts.query or parts.fragment:
+        raise InvalidTarget("endpoint must be a plain URL: scheme, host and an optional path")
+    if parts.scheme != "https" and not (parts.scheme == "http" and _is_loopback(host)):
+        raise InvalidTarget("endpoint must use https (http only for loopback hosts)")
+    if not any(fnmatch.fnmatchcase(host, pattern) for pattern in allowed_hosts):
+        raise InvalidTarget("endpoint host is not in CIJ_ALLOWED_HOSTS")
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None:
+        netloc += f":{port}"
+    path = parts.path.strip("/")
+    return f"{parts.scheme}://{netloc}/" + (f"{path}/" if path else "")
+
+
+def validate_org_id(raw: str) -> str:
+    """Return the org ID if it is a GUID."""
+    value = raw.strip()
+    if not _GUID.fullmatch(value):
+        raise InvalidTarget("org ID is not a GUID")
+    return value
+
+
+class SecretSource(Protocol):
+    """Somewhere the raw org ID and endpoint can be read from."""
+
+    async def read(self) -> tuple[str, str]:
+        """Return (org ID, endpoint) as stored."""
+
+    async def close(self) -> None:
+        """Release connections and credentials."""
+
+
+class StaticSource:
+    """Org ID and endpoint given directly (CIJ_ORG_ID / CIJ_PUBLIC_ENDPOINT, for local runs)."""
+
+    def __init__(self, org_id: str | None, endpoint: str | None) -> None:
+        self._pair = (org_id, endpoint)
+
+    async def read(self) -> tuple[str, str]:
+        org_id, endpoint = self._pair
+        if not org_id or not endpoint:
+            raise TargetUnavailable("set KEY_VAULT_URL, or CIJ_ORG_ID and CIJ_PUBLIC_ENDPOINT")
+        return org_id, endpoint
+
+    async def close(self) -> None:
+        return None
+
+
+class TargetResolver:
+    """Caches the target for a TTL; one read at a time (single-flight); stale values on errors."""
+
+    def __init__(self, source: SecretSource, settings: Settings,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._source, self._settings, self._clock = source, settings, clock
+        self._target: Target | None = None
+        self._fetched_at = 0.0
+        self._next_try = 0.0
+        self._failures = 0
+        self._inflight: asyncio.Task[Target] | None = None
+        self.reads = 0
+
+    async def get(self) -> Target:
+        """The current target, refreshed when older than the TTL."""
+        now = self._clock()
+        if self._target is not None and now - self._fetched_at < self._settings.secret_cache_ttl:
+            return self._target
+        if now < self._next_try:  # a recent refresh failed: do not hammer the source
+            return self._fallback(now, TargetUnavailable("target source failing; backing off",
+                                                         retry_after=max(1, round(self._next_try - now))))
+        if self._inflight is None:
+            self._inflight = asyncio.ensure_future(self._refresh())
+        try:
+            return await asyncio.shield(self._inflight)
+        except TargetUnavailable as exc:
+            return self._fallback(self._clock(), exc)
+
+    def _fallback(self, now: float, exc: TargetUnavailable) -> Target:
+        if self._target is not None and now - self._fetched_at < STALE_MAX_SECONDS:
+            return self._target
+        raise exc
+
+    async def _refresh(self) -> Target:
+        try:
+            self.reads += 1
+            try:
+                org_id, endpoint = await self._source.read()
+                target = Target(validate_org_id(org_id),
+                                normalise_endpoint(endpoint, self._settings.allowed_hosts))
+            except InvalidTarget as exc:
+                log.error("CIJ target rejected: %s; check the secrets %s and %s and CIJ_ALLOWED_HOSTS",
+                          exc, self._settings.org_id_secret_name, self._settings.endpoint_secret_name)
+                raise TargetUnavailable(str(exc)) from None
+            except TargetUnavailable:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any SDK or network failure is the same outage
+                status = getattr(exc, "status_code", None)
+                raise TargetUnavailable(f"reading the target failed: {type(exc).__name__}"
+                                        + (f" (HTTP {status})" if status else "")) from None
+        except TargetUnavailable as exc:
+            self._failures += 1
+            delay = min(_RETRY_CAP, _RETRY_FLOOR * 2 ** (self._failures - 1))
+            self._next_try = self._clock() + delay
+            exc.retry_after = max(1, round(delay))
+            log.warning("CIJ target refresh failed (%s)%s", exc,
+                        "; serving cached values" if self._target is not None else "")
+            raise
+        finally:
+            self._inflight = None
+        self._target, self._fetched_at, self._failures, self._next_try = target, self._clock(), 0, 0.0
+        return target
+
+    async def close(self) -> None:
+        """Close the underlying source."""
+        await self._source.close()
