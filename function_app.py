@@ -16,8 +16,13 @@ async def _answer(call: Callable[[relay.Relay], Awaitable[Reply]]) -> func.HttpR
         reply = await call(relay.current())
     except ConfigError as exc:
         reply = from_error(exc)
-    return func.HttpResponse(reply.body_bytes(), status_code=reply.status, headers=reply.headers,
-                             mimetype=reply.content_type, charset="utf-8")
+    return func.HttpResponse(
+        reply.body_bytes(),
+        status_code=reply.status,
+        headers=reply.headers,
+        mimetype=reply.content_type,
+        charset="utf-8",
+    )
 
 
 @app.route(route="events", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)

@@ -50,8 +50,13 @@ def http_routes(function_app: Any) -> list[tuple[str, str, Any]]:
         for binding in function.get_bindings():
             if binding.type == "httpTrigger":
                 for method in binding.methods:
-                    routes.append((str(getattr(method, "value", method)), f"/api/{binding.route}",
-                                   function.get_user_function()))
+                    routes.append(
+                        (
+                            str(getattr(method, "value", method)),
+                            f"/api/{binding.route}",
+                            function.get_user_function(),
+                        )
+                    )
     return routes
 
 
@@ -60,9 +65,14 @@ def adapt(user_function: Any) -> Any:
     import azure.functions as func
 
     async def handler(request: web.Request) -> web.StreamResponse:
-        req = func.HttpRequest(method=request.method, url=str(request.url), headers=dict(request.headers),
-                               params=dict(request.query), route_params=dict(request.match_info),
-                               body=await read_bounded(request))
+        req = func.HttpRequest(
+            method=request.method,
+            url=str(request.url),
+            headers=dict(request.headers),
+            params=dict(request.query),
+            route_params=dict(request.match_info),
+            body=await read_bounded(request),
+        )
         resp = await user_function(req)
         headers = {k: v for k, v in resp.headers.items() if k.lower() != "content-type"}
         out = web.Response(body=resp.get_body(), status=resp.status_code, headers=headers)
@@ -85,13 +95,19 @@ def build_app() -> web.Application:
 
 
 def _print_banner(port: int, emulated: bool) -> None:
-    sample = json.dumps({"TrackingId": str(uuid.uuid4()), "DeviceToken": "demo-device-token",
-                         "PushNotificationStatus": 1})
-    print(f"CIJ relay on http://127.0.0.1:{port}/api/events"
-          + (" (CIJ emulator embedded)" if emulated else ""), flush=True)
+    sample = json.dumps(
+        {"TrackingId": str(uuid.uuid4()), "DeviceToken": "demo-device-token", "PushNotificationStatus": 1}
+    )
+    print(
+        f"CIJ relay on http://127.0.0.1:{port}/api/events" + (" (CIJ emulator embedded)" if emulated else ""),
+        flush=True,
+    )
     print("Try it:", flush=True)
-    print(f"  curl -i -X POST http://127.0.0.1:{port}/api/events "
-          f"-H 'Content-Type: application/json' -d '{sample}'", flush=True)
+    print(
+        f"  curl -i -X POST http://127.0.0.1:{port}/api/events "
+        f"-H 'Content-Type: application/json' -d '{sample}'",
+        flush=True,
+    )
 
 
 async def serve(host: str, port: int, emulator_port: int) -> None:
@@ -102,12 +118,18 @@ async def serve(host: str, port: int, emulator_port: int) -> None:
         org_id = str(uuid.uuid4())
 
         def show(event: dict[str, Any]) -> None:
-            print(f"CIJ emulator: 202 for TrackingId={event['TrackingId']} "
-                  f"PushNotificationStatus={event['PushNotificationStatus']}", flush=True)
+            print(
+                f"CIJ emulator: 202 for TrackingId={event['TrackingId']} "
+                f"PushNotificationStatus={event['PushNotificationStatus']}",
+                flush=True,
+            )
 
         _, bound = await start(Emulator(org_id, show), host, emulator_port)
-        os.environ.update(CIJ_ORG_ID=org_id, CIJ_PUBLIC_ENDPOINT=f"http://{host}:{bound}/",
-                          CIJ_ALLOWED_HOSTS=os.environ.get("CIJ_ALLOWED_HOSTS") or host)
+        os.environ.update(
+            CIJ_ORG_ID=org_id,
+            CIJ_PUBLIC_ENDPOINT=f"http://{host}:{bound}/",
+            CIJ_ALLOWED_HOSTS=os.environ.get("CIJ_ALLOWED_HOSTS") or host,
+        )
         print(f"CIJ emulator on http://{host}:{bound}/ (report: GET /_emulator/received)", flush=True)
     runner = web.AppRunner(build_app(), access_log=None)
     await runner.setup()
@@ -118,8 +140,9 @@ async def serve(host: str, port: int, emulator_port: int) -> None:
 
 def main() -> None:
     """Parse the command line and serve until Ctrl+C."""
-    parser = argparse.ArgumentParser(prog="python -m devserver", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m devserver", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=7071)
     parser.add_argument("--emulator-port", type=int, default=0, help="0 picks a free port")

@@ -17,10 +17,16 @@ _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
 
 def follows_contract(body: Any) -> bool:
     """True when `body` is exactly what CIJ documents: TrackingId GUID, DeviceToken, status 0/1."""
-    return (isinstance(body, dict) and set(body) == {"TrackingId", "DeviceToken", "PushNotificationStatus"}
-            and isinstance(body["TrackingId"], str) and bool(_GUID.fullmatch(body["TrackingId"]))
-            and isinstance(body["DeviceToken"], str) and bool(body["DeviceToken"])
-            and type(body["PushNotificationStatus"]) is int and body["PushNotificationStatus"] in (0, 1))
+    return (
+        isinstance(body, dict)
+        and set(body) == {"TrackingId", "DeviceToken", "PushNotificationStatus"}
+        and isinstance(body["TrackingId"], str)
+        and bool(_GUID.fullmatch(body["TrackingId"]))
+        and isinstance(body["DeviceToken"], str)
+        and bool(body["DeviceToken"])
+        and type(body["PushNotificationStatus"]) is int
+        and body["PushNotificationStatus"] in (0, 1)
+    )
 
 
 class Emulator:
@@ -48,8 +54,14 @@ class Emulator:
 
     async def report(self, request: web.Request) -> web.Response:
         ids = [e["TrackingId"] for e in self.received]
-        return web.json_response({"requests": self.requests, "accepted": len(ids),
-                                  "distinct_tracking_ids": len(set(ids)), "tracking_ids": ids})
+        return web.json_response(
+            {
+                "requests": self.requests,
+                "accepted": len(ids),
+                "distinct_tracking_ids": len(set(ids)),
+                "tracking_ids": ids,
+            }
+        )
 
     def app(self) -> web.Application:
         """The aiohttp application serving the receiver route and the report."""

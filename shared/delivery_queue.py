@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from azure.core.exceptions import AzureError
@@ -20,9 +20,10 @@ class EnqueueFailed(Exception):
 
 def encode_message(event: OpenEvent, received_at: datetime) -> bytes:
     """The queue message: the canonical event and when the relay first received it, nothing else."""
-    return json.dumps({"event": event.to_upstream(),
-                       "receivedAt": received_at.astimezone(timezone.utc).isoformat()},
-                      separators=(",", ":")).encode()
+    return json.dumps(
+        {"event": event.to_upstream(), "receivedAt": received_at.astimezone(UTC).isoformat()},
+        separators=(",", ":"),
+    ).encode()
 
 
 def decode_message(body: bytes) -> tuple[OpenEvent, str]:
@@ -51,17 +52,25 @@ class DeliveryQueue:
 
             s = self._settings
             # Base64 is what the Functions queue trigger expects by default (host.json messageEncoding).
-            codecs = {"message_encode_policy": BinaryBase64EncodePolicy(),
-                      "message_decode_policy": BinaryBase64DecodePolicy()}
+            codecs = {
+                "message_encode_policy": BinaryBase64EncodePolicy(),
+                "message_decode_policy": BinaryBase64DecodePolicy(),
+            }
             if s.queue_service_uri:
                 from azure.identity.aio import DefaultAzureCredential
 
                 self._credential = DefaultAzureCredential(exclude_interactive_browser_credential=True)
-                self._client = QueueClient(s.queue_service_uri, s.delivery_queue_name,
-                                           credential=self._credential, **codecs, **_SDK_OPTIONS)
+                self._client = QueueClient(
+                    s.queue_service_uri,
+                    s.delivery_queue_name,
+                    credential=self._credential,
+                    **codecs,
+                    **_SDK_OPTIONS,
+                )
             else:
                 self._client = QueueClient.from_connection_string(
-                    s.storage_connection_string or "", s.delivery_queue_name, **codecs, **_SDK_OPTIONS)
+                    s.storage_connection_string or "", s.delivery_queue_name, **codecs, **_SDK_OPTIONS
+                )
         return self._client
 
     async def put(self, event: OpenEvent, received_at: datetime) -> None:

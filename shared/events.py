@@ -60,8 +60,11 @@ class OpenEvent:
 
     def to_upstream(self) -> dict[str, Any]:
         """The exact body CIJ receives for this event."""
-        return {"TrackingId": self.tracking_id, "DeviceToken": self.device_token,
-                "PushNotificationStatus": self.status}
+        return {
+            "TrackingId": self.tracking_id,
+            "DeviceToken": self.device_token,
+            "PushNotificationStatus": self.status,
+        }
 
 
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

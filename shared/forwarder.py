@@ -20,8 +20,11 @@ MAX_ATTEMPTS = 4
 BACKOFF_BASE, BACKOFF_CAP = 0.2, 2.0
 DEFAULT_RETRY_AFTER = 5
 MAX_RETRY_AFTER = 3600
-_HEADERS = {"Content-Type": "application/json", "Accept": "application/json",
-            "User-Agent": "cij-push-relay/1.0"}
+_HEADERS = {
+    "Content-Type": "application/json",
+    "Accept": "application/json",
+    "User-Agent": "cij-push-relay/1.0",
+}
 
 
 class UpstreamRejected(Exception):
@@ -68,6 +71,11 @@ def parse_retry_after(value: str | None) -> float | None:
     return min(max(0.0, when.timestamp() - time.time()), MAX_RETRY_AFTER)
 
 
+def backoff(attempt: int) -> float:
+    """Exponential backoff with full jitter before retry number `attempt` (1-based)."""
+    return random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt))  # noqa: S311  # nosec B311
+
+
 def _failure_status(upstream_status: int | None, timed_out: bool) -> int:
     if timed_out or upstream_status in (408, 504):
         return 504
@@ -86,10 +94,15 @@ class Forwarder:
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(
-                limit=self._limit, limit_per_host=self._limit, keepalive_timeout=30,
-                ttl_dns_cache=300, ssl=ssl.create_default_context())  # honours SSL_CERT_FILE
+                limit=self._limit,
+                limit_per_host=self._limit,
+                keepalive_timeout=30,
+                ttl_dns_cache=300,
+                ssl=ssl.create_default_context(),
+            )  # honours SSL_CERT_FILE
             self._session = aiohttp.ClientSession(
-                connector=connector, headers=_HEADERS, skip_auto_headers=("Accept-Encoding",))
+                connector=connector, headers=_HEADERS, skip_auto_headers=("Accept-Encoding",)
+            )
         return self._session
 
     @property
@@ -110,12 +123,13 @@ class Forwarder:
             remaining = deadline - loop.time()
             try:
                 if remaining <= 0:
-                    raise asyncio.TimeoutError
-                async with session.post(url, data=body,
-                                        timeout=aiohttp.ClientTimeout(total=remaining)) as resp:
+                    raise TimeoutError
+                async with session.post(
+                    url, data=body, timeout=aiohttp.ClientTimeout(total=remaining)
+                ) as resp:
                     status, hint = resp.status, parse_retry_after(resp.headers.get("Retry-After"))
                     await resp.read()  # drain so the connection returns to the pool
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 timed_out = True
             except aiohttp.ClientError:
                 pass  # connection refused/reset: retryable
@@ -125,13 +139,15 @@ class Forwarder:
                 raise UpstreamRejected("CIJ rejected the event")
             if status is not None and status != 408 and status != 429 and status < 500:
                 raise UpstreamMisconfigured(status)
-            delay = hint if hint is not None else random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** attempt))
+            delay = hint if hint is not None else backoff(attempt)
             if attempt == MAX_ATTEMPTS or loop.time() + delay >= deadline:
                 reason = "timed out" if timed_out else f"HTTP {status}" if status else "connection failed"
                 retry_after = math.ceil(hint) if hint else DEFAULT_RETRY_AFTER
-                raise UpstreamUnavailable(_failure_status(status, timed_out),
-                                          f"CIJ unavailable after {attempt} attempt(s): {reason}",
-                                          max(1, retry_after))
+                raise UpstreamUnavailable(
+                    _failure_status(status, timed_out),
+                    f"CIJ unavailable after {attempt} attempt(s): {reason}",
+                    max(1, retry_after),
+                )
             await asyncio.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 

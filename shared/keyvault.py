@@ -8,8 +8,13 @@ from azure.identity.aio import DefaultAzureCredential
 from azure.keyvault.secrets.aio import SecretClient
 
 # Bounded so a slow vault cannot eat the request's whole deadline.
-_SDK_OPTIONS = {"retry_total": 2, "retry_backoff_factor": 0.5, "retry_backoff_max": 4,
-                "connection_timeout": 3, "read_timeout": 5}
+_SDK_OPTIONS = {
+    "retry_total": 2,
+    "retry_backoff_factor": 0.5,
+    "retry_backoff_max": 4,
+    "connection_timeout": 3,
+    "read_timeout": 5,
+}
 
 
 class KeyVaultSource:

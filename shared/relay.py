@@ -6,7 +6,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from . import settings as settings_module
 from .delivery_queue import DeliveryQueue, EnqueueFailed, decode_message
@@ -35,8 +35,9 @@ def make_source(settings: Settings) -> SecretSource:
     if settings.key_vault_url:
         from .keyvault import KeyVaultSource
 
-        return KeyVaultSource(settings.key_vault_url, settings.org_id_secret_name,
-                              settings.endpoint_secret_name)
+        return KeyVaultSource(
+            settings.key_vault_url, settings.org_id_secret_name, settings.endpoint_secret_name
+        )
     return StaticSource(settings.org_id, settings.public_endpoint)
 
 
@@ -51,7 +52,7 @@ class Relay:
 
     async def deliver(self, event: OpenEvent, deadline: float | None = None) -> Reply:
         """Forward one valid event and answer as the single route would, logging one line."""
-        started, received_at = time.perf_counter(), datetime.now(timezone.utc)
+        started, received_at = time.perf_counter(), datetime.now(UTC)
         attempts, outcome = 0, "accepted"
         try:
             target = await self.resolver.get()
@@ -62,16 +63,24 @@ class Relay:
         except UpstreamRejected as exc:
             reply, outcome = from_error(exc), "rejected"
         except UpstreamMisconfigured as exc:
-            log.error("CIJ answered HTTP %d: check the org ID and endpoint secrets and that the org "
-                      "has push enabled", exc.upstream_status)
+            log.error(
+                "CIJ answered HTTP %d: check the org ID and endpoint secrets and that the org "
+                "has push enabled",
+                exc.upstream_status,
+            )
             reply, outcome = from_error(exc), "misconfigured"
-        log.info("event outcome=%s status=%d tracking_id=%s device=%s attempts=%d ms=%.1f", outcome,
-                 reply.status, event.tracking_id, fingerprint(event.device_token), attempts,
-                 (time.perf_counter() - started) * 1000)
+        log.info(
+            "event outcome=%s status=%d tracking_id=%s device=%s attempts=%d ms=%.1f",
+            outcome,
+            reply.status,
+            event.tracking_id,
+            fingerprint(event.device_token),
+            attempts,
+            (time.perf_counter() - started) * 1000,
+        )
         return reply
 
-    async def _fall_back(self, event: OpenEvent, received_at: datetime,
-                         exc: Exception) -> tuple[Reply, str]:
+    async def _fall_back(self, event: OpenEvent, received_at: datetime, exc: Exception) -> tuple[Reply, str]:
         if self.queue is None:
             return from_error(exc), "unavailable"
         try:
@@ -135,14 +144,12 @@ class Relay:
             target = await self.resolver.get()
             accepted_ = await self.forwarder.send(target, event)
         except UpstreamRejected:
-            log.warning("redelivery dropped: CIJ answered 400 tracking_id=%s device=%s received_at=%s",
-                        *tag)
+            log.warning("redelivery dropped: CIJ answered 400 tracking_id=%s device=%s received_at=%s", *tag)
             return
         except (UpstreamUnavailable, UpstreamMisconfigured, TargetUnavailable) as exc:
             log.warning("redelivery failed, the host will retry: %s tracking_id=%s", exc, tag[0])
             raise RedeliveryFailed(str(exc)) from None
-        log.info("redelivered tracking_id=%s device=%s received_at=%s attempts=%d", *tag,
-                 accepted_.attempts)
+        log.info("redelivered tracking_id=%s device=%s received_at=%s attempts=%d", *tag, accepted_.attempts)
 
     async def aclose(self) -> None:
         """Close the HTTP pool, the target source and the queue client."""
@@ -177,4 +184,4 @@ async def reset() -> None:
             pass
 
 
-__all__ = ["ConfigError", "Relay", "RedeliveryFailed", "current", "reset", "fingerprint"]
+__all__ = ["ConfigError", "RedeliveryFailed", "Relay", "current", "fingerprint", "reset"]

@@ -29,11 +29,17 @@ class Reply:
         return b"" if self.body is None else json.dumps(self.body, separators=(",", ":")).encode()
 
 
-def problem(status: int, kind: str, title: str, detail: str, retry_after: int | None = None,
-            **extra: Any) -> Reply:
+def problem(
+    status: int, kind: str, title: str, detail: str, retry_after: int | None = None, **extra: Any
+) -> Reply:
     """An application/problem+json reply; callers give 5xx replies a Retry-After."""
-    body = {"type": f"urn:cij-push-relay:problem:{kind}", "title": title, "status": status,
-            "detail": detail, **extra}
+    body = {
+        "type": f"urn:cij-push-relay:problem:{kind}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        **extra,
+    }
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
     return Reply(status, body, headers, PROBLEM_JSON)
 
@@ -49,27 +55,62 @@ def from_error(exc: BaseException) -> Reply:
     """Map a domain error to its HTTP answer. Bodies never hold the org ID, endpoint or token."""
     if isinstance(exc, InvalidEvent):
         errors = [{"field": e.field, "detail": e.detail} for e in exc.errors]
-        return problem(400, "invalid-event", "Invalid event", "The request does not follow the event contract.",
-                       errors=errors)
+        return problem(
+            400,
+            "invalid-event",
+            "Invalid event",
+            "The request does not follow the event contract.",
+            errors=errors,
+        )
     if isinstance(exc, PayloadTooLarge):
-        return problem(413, "payload-too-large", "Payload too large", f"The body must be at most {exc.limit} bytes.")
+        return problem(
+            413, "payload-too-large", "Payload too large", f"The body must be at most {exc.limit} bytes."
+        )
     if isinstance(exc, UnsupportedMediaType):
-        return problem(415, "unsupported-media-type", "Unsupported media type", "Send the event as application/json.")
+        return problem(
+            415, "unsupported-media-type", "Unsupported media type", "Send the event as application/json."
+        )
     if isinstance(exc, UpstreamRejected):
-        return problem(400, "rejected-upstream", "Rejected by Customer Insights - Journeys",
-                       "CIJ answered 400 for this event; do not retry it unchanged.")
+        return problem(
+            400,
+            "rejected-upstream",
+            "Rejected by Customer Insights - Journeys",
+            "CIJ answered 400 for this event; do not retry it unchanged.",
+        )
     if isinstance(exc, UpstreamUnavailable):
-        return problem(exc.status, "upstream-unavailable", "Customer Insights - Journeys unavailable",
-                       "The event was not delivered; retry after the given delay.", exc.retry_after)
+        return problem(
+            exc.status,
+            "upstream-unavailable",
+            "Customer Insights - Journeys unavailable",
+            "The event was not delivered; retry after the given delay.",
+            exc.retry_after,
+        )
     if isinstance(exc, UpstreamMisconfigured):
-        return problem(502, "upstream-misconfigured", "Relay misconfigured",
-                       "The relay's CIJ target refused the call; the operator has been told.", 60)
+        return problem(
+            502,
+            "upstream-misconfigured",
+            "Relay misconfigured",
+            "The relay's CIJ target refused the call; the operator has been told.",
+            60,
+        )
     if isinstance(exc, TargetUnavailable):
-        return problem(503, "target-unavailable", "Relay target unavailable",
-                       "The relay cannot read its CIJ settings right now; retry later.", exc.retry_after)
+        return problem(
+            503,
+            "target-unavailable",
+            "Relay target unavailable",
+            "The relay cannot read its CIJ settings right now; retry later.",
+            exc.retry_after,
+        )
     if isinstance(exc, EnqueueFailed):
-        return problem(503, "delivery-unavailable", "Delivery unavailable",
-                       "CIJ is unavailable and the event could not be stored; retry later.", 5)
+        return problem(
+            503,
+            "delivery-unavailable",
+            "Delivery unavailable",
+            "CIJ is unavailable and the event could not be stored; retry later.",
+            5,
+        )
     if isinstance(exc, ConfigError):
-        return problem(503, "settings-invalid", "Relay misconfigured", "The relay's settings are invalid.", 60)
+        return problem(
+            503, "settings-invalid", "Relay misconfigured", "The relay's settings are invalid.", 60
+        )
     return problem(500, "internal", "Internal error", "The relay failed unexpectedly.", 5)

@@ -23,30 +23,51 @@ class Setting:
 
 # The table below is the single source for the README's settings table and the infra drift test.
 SETTINGS: tuple[Setting, ...] = (
-    Setting("KEY_VAULT_URL", None,
-            "Vault holding the CIJ org ID and endpoint. Unset: read CIJ_ORG_ID / CIJ_PUBLIC_ENDPOINT.",
-            needed_in_azure=True),
-    Setting("AZURE_CLIENT_ID", None,
-            "Client ID of the user-assigned managed identity (read by azure-identity).",
-            needed_in_azure=True),
+    Setting(
+        "KEY_VAULT_URL",
+        None,
+        "Vault holding the CIJ org ID and endpoint. Unset: read CIJ_ORG_ID / CIJ_PUBLIC_ENDPOINT.",
+        needed_in_azure=True,
+    ),
+    Setting(
+        "AZURE_CLIENT_ID",
+        None,
+        "Client ID of the user-assigned managed identity (read by azure-identity).",
+        needed_in_azure=True,
+    ),
     Setting("CIJ_ORG_ID_SECRET_NAME", "cij-org-id", "Key Vault secret holding the CIJ org ID (a GUID)."),
-    Setting("CIJ_ENDPOINT_SECRET_NAME", "cij-public-endpoint",
-            "Key Vault secret holding the CIJ public endpoint, e.g. https://public-eur.mkt.dynamics.com."),
+    Setting(
+        "CIJ_ENDPOINT_SECRET_NAME",
+        "cij-public-endpoint",
+        "Key Vault secret holding the CIJ public endpoint, e.g. https://public-eur.mkt.dynamics.com.",
+    ),
     Setting("CIJ_ORG_ID", None, "Org ID for local runs without KEY_VAULT_URL."),
     Setting("CIJ_PUBLIC_ENDPOINT", None, "Public endpoint for local runs without KEY_VAULT_URL."),
-    Setting("CIJ_ALLOWED_HOSTS", "*.dynamics.com",
-            "Comma-separated host patterns the endpoint must match (fnmatch, case-insensitive)."),
+    Setting(
+        "CIJ_ALLOWED_HOSTS",
+        "*.dynamics.com",
+        "Comma-separated host patterns the endpoint must match (fnmatch, case-insensitive).",
+    ),
     Setting("SECRET_CACHE_TTL_SECONDS", "600", "How long the org ID and endpoint are cached."),
     Setting("FORWARD_TIMEOUT_SECONDS", "10", "Total deadline for one event, retries included."),
     Setting("UPSTREAM_MAX_CONNECTIONS", "100", "Connection pool size towards CIJ, per instance."),
     Setting("BATCH_CONCURRENCY", "10", "Events of one batch forwarded at the same time."),
-    Setting("DELIVERY_FALLBACK", "none",
-            "`none`: retryable failures answer 5xx. `queue`: they are stored on a queue and answered 202."),
+    Setting(
+        "DELIVERY_FALLBACK",
+        "none",
+        "`none`: retryable failures answer 5xx. `queue`: they are stored on a queue and answered 202.",
+    ),
     Setting("DELIVERY_QUEUE_NAME", "pending-events", "Storage queue for events awaiting redelivery."),
-    Setting("AzureWebJobsStorage__queueServiceUri", None,
-            "Queue service URI used with the managed identity when DELIVERY_FALLBACK=queue."),
-    Setting("AzureWebJobsStorage", None,
-            "Storage connection string; used for the queue only when no queueServiceUri is set (local)."),
+    Setting(
+        "AzureWebJobsStorage__queueServiceUri",
+        None,
+        "Queue service URI used with the managed identity when DELIVERY_FALLBACK=queue.",
+    ),
+    Setting(
+        "AzureWebJobsStorage",
+        None,
+        "Storage connection string; used for the queue only when no queueServiceUri is set (local).",
+    ),
 )
 
 SETTING_NAMES = frozenset(s.name for s in SETTINGS)
@@ -117,6 +138,8 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     if settings.key_vault_url and not settings.key_vault_url.startswith("https://"):
         raise ConfigError("KEY_VAULT_URL must be an https:// URL")
     if fallback == "queue" and not (settings.queue_service_uri or settings.storage_connection_string):
-        raise ConfigError("DELIVERY_FALLBACK=queue needs AzureWebJobsStorage__queueServiceUri "
-                          "or an AzureWebJobsStorage connection string")
+        raise ConfigError(
+            "DELIVERY_FALLBACK=queue needs AzureWebJobsStorage__queueServiceUri "
+            "or an AzureWebJobsStorage connection string"
+        )
     return settings

@@ -116,8 +116,9 @@ class StaticSource:
 class TargetResolver:
     """Caches the target for a TTL; one read at a time (single-flight); stale values on errors."""
 
-    def __init__(self, source: SecretSource, settings: Settings,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, source: SecretSource, settings: Settings, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._source, self._settings, self._clock = source, settings, clock
         self._target: Target | None = None
         self._fetched_at = 0.0
@@ -132,8 +133,12 @@ class TargetResolver:
         if self._target is not None and now - self._fetched_at < self._settings.secret_cache_ttl:
             return self._target
         if now < self._next_try:  # a recent refresh failed: do not hammer the source
-            return self._fallback(now, TargetUnavailable("target source failing; backing off",
-                                                         retry_after=max(1, round(self._next_try - now))))
+            return self._fallback(
+                now,
+                TargetUnavailable(
+                    "target source failing; backing off", retry_after=max(1, round(self._next_try - now))
+                ),
+            )
         if self._inflight is None:
             self._inflight = asyncio.ensure_future(self._refresh())
         try:
@@ -151,25 +156,35 @@ class TargetResolver:
             self.reads += 1
             try:
                 org_id, endpoint = await self._source.read()
-                target = Target(validate_org_id(org_id),
-                                normalise_endpoint(endpoint, self._settings.allowed_hosts))
+                target = Target(
+                    validate_org_id(org_id), normalise_endpoint(endpoint, self._settings.allowed_hosts)
+                )
             except InvalidTarget as exc:
-                log.error("CIJ target rejected: %s; check the secrets %s and %s and CIJ_ALLOWED_HOSTS",
-                          exc, self._settings.org_id_secret_name, self._settings.endpoint_secret_name)
+                log.error(
+                    "CIJ target rejected: %s; check the secrets %s and %s and CIJ_ALLOWED_HOSTS",
+                    exc,
+                    self._settings.org_id_secret_name,
+                    self._settings.endpoint_secret_name,
+                )
                 raise TargetUnavailable(str(exc)) from None
             except TargetUnavailable:
                 raise
-            except Exception as exc:  # noqa: BLE001 - any SDK or network failure is the same outage
+            except Exception as exc:  # any SDK or network failure is the same outage
                 status = getattr(exc, "status_code", None)
-                raise TargetUnavailable(f"reading the target failed: {type(exc).__name__}"
-                                        + (f" (HTTP {status})" if status else "")) from None
+                raise TargetUnavailable(
+                    f"reading the target failed: {type(exc).__name__}"
+                    + (f" (HTTP {status})" if status else "")
+                ) from None
         except TargetUnavailable as exc:
             self._failures += 1
             delay = min(_RETRY_CAP, _RETRY_FLOOR * 2 ** (self._failures - 1))
             self._next_try = self._clock() + delay
             exc.retry_after = max(1, round(delay))
-            log.warning("CIJ target refresh failed (%s)%s", exc,
-                        "; serving cached values" if self._target is not None else "")
+            log.warning(
+                "CIJ target refresh failed (%s)%s",
+                exc,
+                "; serving cached values" if self._target is not None else "",
+            )
             raise
         finally:
             self._inflight = None

@@ -1,0 +1,140 @@
+"""Shared fixtures: loopback fakes of Key Vault (HTTPS + bearer challenge), the managed-identity
+endpoint and CIJ, environments that point the relay at them, and in-process function calls."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+
+import trustme
+
+# aiohttp builds its default SSL context when imported: the test CA must be trusted before that.
+assert "aiohttp" not in sys.modules, "tests/conftest.py must run before aiohttp is imported"
+CA = trustme.CA()
+CA_FILE = os.path.join(tempfile.mkdtemp(prefix="relay-ca-"), "ca.pem")
+CA.cert_pem.write_to_path(CA_FILE)
+os.environ["SSL_CERT_FILE"] = CA_FILE
+# Nothing in the tests may reach a real Azure resource or a configured CIJ.
+for _name in list(os.environ):
+    if _name.startswith(("AZURE_", "IDENTITY_", "MSI_", "IMDS_", "CIJ_", "KEY_VAULT", "AzureWebJobs",
+                         "DELIVERY_", "APPLICATIONINSIGHTS")):
+        del os.environ[_name]
+
+import json  # noqa: E402
+import ssl  # noqa: E402
+import uuid  # noqa: E402
+from collections.abc import AsyncIterator  # noqa: E402
+from typing import Any  # noqa: E402
+
+import azure.functions as func  # noqa: E402
+import pytest  # noqa: E402
+
+import function_app  # noqa: E402
+from shared import relay  # noqa: E402
+from tests.fakes.cij import FakeCIJ  # noqa: E402
+from tests.fakes.identity import FakeManagedIdentity  # noqa: E402
+from tests.fakes.keyvault import FakeKeyVault  # noqa: E402
+from tests.fakes.servers import Served  # noqa: E402
+
+ORG_ID = "3f2504e0-4f89-41d3-9a0c-0305e82c3301"
+CLIENT_ID = "a1b2c3d4-0000-4000-8000-00000000c11d"
+
+
+# get_functions() validates and may be called once per FunctionApp: index the app here, once.
+INDEXED = function_app.app.get_functions()
+FUNCTIONS = {getattr(f.get_trigger(), "route", None) or f.get_function_name(): f.get_user_function()
+             for f in INDEXED}
+
+
+def new_event(**overrides: Any) -> dict[str, Any]:
+    """A valid open event with a fresh TrackingId."""
+    event = {"TrackingId": str(uuid.uuid4()), "DeviceToken": "f" * 64, "PushNotificationStatus": 1}
+    event.update(overrides)
+    return event
+
+
+def server_ssl_context() -> ssl.SSLContext:
+    """A server context with a certificate for 127.0.0.1 issued by the test CA."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    CA.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    return context
+
+
+async def call(route: str, body: bytes | dict | list | None = None, method: str = "POST",
+               headers: dict[str, str] | None = None) -> func.HttpResponse:
+    """Invoke the function serving `route` in-process, as the Functions host would."""
+    if isinstance(body, dict | list):
+        body = json.dumps(body).encode()
+    request = func.HttpRequest(method, f"http://127.0.0.1:7071/api/{route}",
+                               headers={"Content-Type": "application/json", **(headers or {})},
+                               body=body or b"")
+    return await FUNCTIONS[route](request)
+
+
+def problem(response: func.HttpResponse) -> dict[str, Any]:
+    """The decoded problem+json body of an error response."""
+    assert response.mimetype == "application/problem+json"
+    return json.loads(response.get_body())
+
+
+@pytest.fixture(autouse=True)
+async def fresh_relay() -> AsyncIterator[None]:
+    """Every test builds its own relay (settings, caches, session) and closes it afterwards."""
+    await relay.reset()
+    yield
+    await relay.reset()
+
+
+@pytest.fixture
+async def cij() -> AsyncIterator[FakeCIJ]:
+    fake = FakeCIJ(ORG_ID)
+    served = await Served(fake.app()).start()
+    fake.url = served.url  # type: ignore[attr-defined]
+    fake.served = served  # type: ignore[attr-defined]
+    yield fake
+    await served.stop()
+
+
+@pytest.fixture
+async def identity() -> AsyncIterator[FakeManagedIdentity]:
+    fake = FakeManagedIdentity()
+    served = await Served(fake.app).start()
+    fake.url = f"{served.url}msi/token"  # type: ignore[attr-defined]
+    yield fake
+    await served.stop()
+
+
+@pytest.fixture
+async def keyvault(cij: FakeCIJ, identity: FakeManagedIdentity) -> AsyncIterator[FakeKeyVault]:
+    fake = FakeKeyVault({"cij-org-id": ORG_ID, "cij-public-endpoint": cij.url},  # type: ignore[attr-defined]
+                        lambda: identity.issued)
+    served = Served(fake.app, server_ssl_context())
+    await served.start()
+    fake.port = served.port
+    fake.url = served.url  # type: ignore[attr-defined]
+    yield fake
+    await served.stop()
+
+
+@pytest.fixture
+def kv_env(monkeypatch: pytest.MonkeyPatch, keyvault: FakeKeyVault,
+           identity: FakeManagedIdentity) -> FakeKeyVault:
+    """The relay as deployed: target in Key Vault, read with a user-assigned managed identity."""
+    monkeypatch.setenv("KEY_VAULT_URL", keyvault.url)  # type: ignore[attr-defined]
+    monkeypatch.setenv("IDENTITY_ENDPOINT", identity.url)  # type: ignore[attr-defined]
+    monkeypatch.setenv("IDENTITY_HEADER", identity.header_secret)
+    monkeypatch.setenv("AZURE_CLIENT_ID", CLIENT_ID)
+    monkeypatch.setenv("CIJ_ALLOWED_HOSTS", "127.0.0.1")
+    monkeypatch.setenv("FORWARD_TIMEOUT_SECONDS", "3")
+    return keyvault
+
+
+@pytest.fixture
+def static_env(monkeypatch: pytest.MonkeyPatch, cij: FakeCIJ) -> FakeCIJ:
+    """The relay as run locally: target from CIJ_ORG_ID / CIJ_PUBLIC_ENDPOINT."""
+    monkeypatch.setenv("CIJ_ORG_ID", ORG_ID)
+    monkeypatch.setenv("CIJ_PUBLIC_ENDPOINT", cij.url)  # type: ignore[attr-defined]
+    monkeypatch.setenv("CIJ_ALLOWED_HOSTS", "127.0.0.1")
+    monkeypatch.setenv("FORWARD_TIMEOUT_SECONDS", "3")
+    return cij
