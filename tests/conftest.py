@@ -17,8 +17,19 @@ CA.cert_pem.write_to_path(CA_FILE)
 os.environ["SSL_CERT_FILE"] = CA_FILE
 # Nothing in the tests may reach a real Azure resource or a configured CIJ.
 for _name in list(os.environ):
-    if _name.startswith(("AZURE_", "IDENTITY_", "MSI_", "IMDS_", "CIJ_", "KEY_VAULT", "AzureWebJobs",
-                         "DELIVERY_", "APPLICATIONINSIGHTS")):
+    if _name.startswith(
+        (
+            "AZURE_",
+            "IDENTITY_",
+            "MSI_",
+            "IMDS_",
+            "CIJ_",
+            "KEY_VAULT",
+            "AzureWebJobs",
+            "DELIVERY_",
+            "APPLICATIONINSIGHTS",
+        )
+    ):
         del os.environ[_name]
 
 import json  # noqa: E402
@@ -43,8 +54,9 @@ CLIENT_ID = "a1b2c3d4-0000-4000-8000-00000000c11d"
 
 # get_functions() validates and may be called once per FunctionApp: index the app here, once.
 INDEXED = function_app.app.get_functions()
-FUNCTIONS = {getattr(f.get_trigger(), "route", None) or f.get_function_name(): f.get_user_function()
-             for f in INDEXED}
+FUNCTIONS = {
+    getattr(f.get_trigger(), "route", None) or f.get_function_name(): f.get_user_function() for f in INDEXED
+}
 
 
 def new_event(**overrides: Any) -> dict[str, Any]:
@@ -61,14 +73,21 @@ def server_ssl_context() -> ssl.SSLContext:
     return context
 
 
-async def call(route: str, body: bytes | dict | list | None = None, method: str = "POST",
-               headers: dict[str, str] | None = None) -> func.HttpResponse:
+async def call(
+    route: str,
+    body: bytes | dict | list | None = None,
+    method: str = "POST",
+    headers: dict[str, str] | None = None,
+) -> func.HttpResponse:
     """Invoke the function serving `route` in-process, as the Functions host would."""
     if isinstance(body, dict | list):
         body = json.dumps(body).encode()
-    request = func.HttpRequest(method, f"http://127.0.0.1:7071/api/{route}",
-                               headers={"Content-Type": "application/json", **(headers or {})},
-                               body=body or b"")
+    request = func.HttpRequest(
+        method,
+        f"http://127.0.0.1:7071/api/{route}",
+        headers={"Content-Type": "application/json", **(headers or {})},
+        body=body or b"",
+    )
     return await FUNCTIONS[route](request)
 
 
@@ -107,8 +126,10 @@ async def identity() -> AsyncIterator[FakeManagedIdentity]:
 
 @pytest.fixture
 async def keyvault(cij: FakeCIJ, identity: FakeManagedIdentity) -> AsyncIterator[FakeKeyVault]:
-    fake = FakeKeyVault({"cij-org-id": ORG_ID, "cij-public-endpoint": cij.url},  # type: ignore[attr-defined]
-                        lambda: identity.issued)
+    fake = FakeKeyVault(
+        {"cij-org-id": ORG_ID, "cij-public-endpoint": cij.url},  # type: ignore[attr-defined]
+        lambda: identity.issued,
+    )
     served = Served(fake.app, server_ssl_context())
     await served.start()
     fake.port = served.port
@@ -118,8 +139,9 @@ async def keyvault(cij: FakeCIJ, identity: FakeManagedIdentity) -> AsyncIterator
 
 
 @pytest.fixture
-def kv_env(monkeypatch: pytest.MonkeyPatch, keyvault: FakeKeyVault,
-           identity: FakeManagedIdentity) -> FakeKeyVault:
+def kv_env(
+    monkeypatch: pytest.MonkeyPatch, keyvault: FakeKeyVault, identity: FakeManagedIdentity
+) -> FakeKeyVault:
     """The relay as deployed: target in Key Vault, read with a user-assigned managed identity."""
     monkeypatch.setenv("KEY_VAULT_URL", keyvault.url)  # type: ignore[attr-defined]
     monkeypatch.setenv("IDENTITY_ENDPOINT", identity.url)  # type: ignore[attr-defined]

@@ -12,8 +12,9 @@ async def test_open_event_is_forwarded_and_202_mirrored(kv_env, cij, identity):
     event = new_event(PushNotificationStatus="Opened", Extra="dropped")
     response = await call("events", event)
     assert response.status_code == 202
-    assert cij.received == [{"TrackingId": event["TrackingId"], "DeviceToken": event["DeviceToken"],
-                             "PushNotificationStatus": 1}]
+    assert cij.received == [
+        {"TrackingId": event["TrackingId"], "DeviceToken": event["DeviceToken"], "PushNotificationStatus": 1}
+    ]
     assert cij.content_types == ["application/json"]
     assert identity.requests[0]["client_id"] == CLIENT_ID  # the user-assigned identity was used
     assert kv_env.reads == {"cij-org-id": 1, "cij-public-endpoint": 1}

@@ -27,8 +27,12 @@ class FakeManagedIdentity:
             return web.json_response({"error": "bad request"}, status=400)
         token = secrets.token_urlsafe(24)
         self.issued.add(token)
-        return web.json_response({
-            "access_token": token, "expires_on": str(int(time.time()) + 3600),
-            "resource": query["resource"], "token_type": "Bearer",
-            "client_id": query.get("client_id", "system-assigned"),
-        })
+        return web.json_response(
+            {
+                "access_token": token,
+                "expires_on": str(int(time.time()) + 3600),
+                "resource": query["resource"],
+                "token_type": "Bearer",
+                "client_id": query.get("client_id", "system-assigned"),
+            }
+        )

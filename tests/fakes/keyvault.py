@@ -27,10 +27,15 @@ class FakeKeyVault:
     def _challenge(self) -> web.Response:
         # Real vaults answer https://vault.azure.net for hosts under vault.azure.net; the SDK checks that
         # the vault host ends with ".<resource host>", so 127.0.0.1 is challenged with 0.0.1.
-        header = (f'Bearer authorization="https://login.microsoftonline.com/72f988bf-0000-0000-0000-000000000000", '
-                  f'resource="https://0.0.1:{self.port}"')
-        return web.json_response({"error": {"code": "Unauthorized", "message": "AKV10000"}}, status=401,
-                                 headers={"WWW-Authenticate": header})
+        header = (
+            f'Bearer authorization="https://login.microsoftonline.com/72f988bf-0000-0000-0000-000000000000", '
+            f'resource="https://0.0.1:{self.port}"'
+        )
+        return web.json_response(
+            {"error": {"code": "Unauthorized", "message": "AKV10000"}},
+            status=401,
+            headers={"WWW-Authenticate": header},
+        )
 
     async def get_secret(self, request: web.Request) -> web.StreamResponse:
         auth = request.headers.get("Authorization", "")
@@ -43,14 +48,23 @@ class FakeKeyVault:
         if self.fault == "forbidden":
             return web.json_response({"error": {"code": "Forbidden", "message": "no access"}}, status=403)
         if self.fault == "throttle":
-            return web.json_response({"error": {"code": "Throttled"}}, status=429, headers={"Retry-After": "1"})
+            return web.json_response(
+                {"error": {"code": "Throttled"}}, status=429, headers={"Retry-After": "1"}
+            )
         if self.fault == "hang":
             await asyncio.sleep(3600)
         if name not in self.secrets:
             return web.json_response({"error": {"code": "SecretNotFound", "message": name}}, status=404)
         now = int(time.time())
-        return web.json_response({
-            "value": self.secrets[name],
-            "id": f"https://127.0.0.1:{self.port}/secrets/{name}/0123456789abcdef0123456789abcdef",
-            "attributes": {"enabled": True, "created": now, "updated": now, "recoveryLevel": "Recoverable"},
-        })
+        return web.json_response(
+            {
+                "value": self.secrets[name],
+                "id": f"https://127.0.0.1:{self.port}/secrets/{name}/0123456789abcdef0123456789abcdef",
+                "attributes": {
+                    "enabled": True,
+                    "created": now,
+                    "updated": now,
+                    "recoveryLevel": "Recoverable",
+                },
+            }
+        )
