@@ -19,6 +19,7 @@ log = logging.getLogger("cij_relay.target")
 
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 STALE_MAX_SECONDS = 24 * 3600
+READ_TIMEOUT_SECONDS = 5.0  # one refresh, both secrets, SDK retries included
 _RETRY_FLOOR, _RETRY_CAP = 1.0, 60.0
 
 
@@ -155,7 +156,7 @@ class TargetResolver:
         try:
             self.reads += 1
             try:
-                org_id, endpoint = await self._source.read()
+                org_id, endpoint = await asyncio.wait_for(self._source.read(), READ_TIMEOUT_SECONDS)
                 target = Target(
                     validate_org_id(org_id), normalise_endpoint(endpoint, self._settings.allowed_hosts)
                 )

@@ -1,0 +1,92 @@
+"""devserver: the README's run command serves function_app over HTTP with the embedded CIJ emulator."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def served():
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CIJ_", "KEY_VAULT"))}
+    process = subprocess.Popen(
+        ["./scripts/serve", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if line.strip().startswith("curl "):
+            break
+    yield port, lines, process
+    process.terminate()
+    process.wait(10)
+
+
+def test_the_printed_curl_line_returns_202_from_the_emulator(served):
+    port, lines, _process = served
+    curl = next(line.strip() for line in lines if line.strip().startswith("curl "))
+    assert f"http://127.0.0.1:{port}/api/events" in curl
+    result = subprocess.run(
+        [*shlex.split(curl), "-s", "-o", "/dev/null", "-w", "%{http_code}"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.stdout == "202"
+    emulator = re.search(r"CIJ emulator on (http://127\.0\.0\.1:\d+/)", "".join(lines)).group(1)
+    import urllib.request
+
+    with urllib.request.urlopen(f"{emulator}_emulator/received", timeout=10) as r:  # noqa: S310 - loopback
+        report = json.load(r)
+    sent = json.loads(curl.split("-d '", 1)[1].rstrip("'"))
+    assert report["tracking_ids"] == [sent["TrackingId"]]
+
+
+def test_routes_methods_and_limits_over_http(served):
+    port, _, _ = served
+    import urllib.error
+    import urllib.request
+
+    def request(path, data=None, method="POST", content_type="application/json"):
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}{path}", data=data, method=method, headers={"Content-Type": content_type}
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:  # noqa: S310 - loopback
+                return r.status, r.headers, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.headers, e.read()
+
+    assert request("/api/health", method="GET")[0] == 200
+    status, headers, _body = request("/api/events", b"{}")
+    assert status == 400 and headers["Content-Type"].startswith("application/problem+json")
+    assert request("/api/events", b"x" * (2 * 1024 * 1024))[0] == 413
+    assert request("/api/events", b"{}", content_type="text/plain")[0] == 415
+    assert request("/api/events", method="GET")[0] == 405
+    assert request("/api/nope", b"{}")[0] == 404
