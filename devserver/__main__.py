@@ -18,10 +18,14 @@ from typing import Any
 
 from aiohttp import web
 
+from shared.events import MAX_BATCH_BYTES, MAX_EVENT_BYTES
+
 from .emulator import Emulator, start
 
 ROOT = Path(__file__).resolve().parent.parent
-READ_LIMIT = 100 * 64 * 1024  # the batch route's cap; each route enforces its own below this
+# Bodies are read up to the route's cap plus one byte: enough for the function to answer 413
+# without the server buffering an unbounded upload.
+READ_LIMITS = {"/api/events/batch": MAX_BATCH_BYTES}
 
 
 def load_local_settings(path: Path = ROOT / "local.settings.json") -> None:
@@ -31,7 +35,7 @@ def load_local_settings(path: Path = ROOT / "local.settings.json") -> None:
             os.environ.setdefault(key, str(value))
 
 
-async def read_bounded(request: web.Request, limit: int = READ_LIMIT) -> bytes:
+async def read_bounded(request: web.Request, limit: int) -> bytes:
     """Read at most limit+1 bytes: enough for the function to see the body is too large."""
     chunks, size = [], 0
     while size <= limit:
@@ -60,7 +64,7 @@ def http_routes(function_app: Any) -> list[tuple[str, str, Any]]:
     return routes
 
 
-def adapt(user_function: Any) -> Any:
+def adapt(user_function: Any, limit: int) -> Any:
     """An aiohttp handler that calls the function with a func.HttpRequest, as the host would."""
     import azure.functions as func
 
@@ -90,7 +94,7 @@ def build_app() -> web.Application:
 
     app = web.Application()
     for method, path, user_function in http_routes(function_app.app):
-        app.router.add_route(method, path, adapt(user_function))
+        app.router.add_route(method, path, adapt(user_function, READ_LIMITS.get(path, MAX_EVENT_BYTES)))
     return app
 
 
