@@ -75,7 +75,7 @@ def adapt(user_function: Any, limit: int) -> Any:
             headers=dict(request.headers),
             params=dict(request.query),
             route_params=dict(request.match_info),
-            body=await read_bounded(request),
+            body=await read_bounded(request, limit),
         )
         resp = await user_function(req)
         headers = {k: v for k, v in resp.headers.items() if k.lower() != "content-type"}
