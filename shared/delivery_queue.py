@@ -11,7 +11,17 @@ from azure.core.exceptions import AzureError
 from .events import InvalidEvent, OpenEvent, validate_event
 from .settings import Settings
 
-_SDK_OPTIONS = {"retry_total": 2, "connection_timeout": 3, "read_timeout": 5}
+# The app is waiting for its answer: two quick retries, not the SDK's default back-off (15 s, then
+# 18 s: a storage outage held every request for ~45 s before its 5xx). The SDK's ExponentialRetry
+# waits initial_backoff + increment_base**n ± random_jitter_range seconds before retry n: ~1 s each here.
+_SDK_OPTIONS = {
+    "retry_total": 2,
+    "initial_backoff": 0,
+    "increment_base": 1,
+    "random_jitter_range": 0.5,
+    "connection_timeout": 3,
+    "read_timeout": 5,
+}
 
 
 class EnqueueFailed(Exception):
