@@ -1,0 +1,179 @@
+// Relay infrastructure for azd: one resource group holding a Flex Consumption function app that
+// reaches storage, Key Vault and Application Insights with a user-assigned managed identity only
+// (no keys, no connection strings with secrets, no shared-key storage access).
+targetScope = 'subscription'
+
+@minLength(1)
+@maxLength(64)
+@description('Name of the azd environment; seeds the resource token and the azd-env-name tag.')
+param environmentName string
+
+@minLength(1)
+@description('Region for every resource; it must offer Flex Consumption (az functionapp list-flexconsumption-locations).')
+@metadata({
+  azd: {
+    type: 'location'
+  }
+})
+param location string
+
+@secure()
+@minLength(1)
+@description('CIJ organization ID (a GUID). Stored only as the Key Vault secret cij-org-id.')
+param cijOrgId string
+
+@secure()
+@minLength(1)
+@description('CIJ public endpoint, e.g. https://public-eur.mkt.dynamics.com. Stored only as the Key Vault secret cij-public-endpoint.')
+param cijPublicEndpoint string
+
+@minValue(40)
+@maxValue(1000)
+@description('Upper bound of instances the relay scales out to; also the cost ceiling under a traffic spike.')
+param maximumInstanceCount int = 100
+
+@allowed([
+  512
+  2048
+  4096
+])
+@description('Memory per instance in MB; CPU and network bandwidth are allocated in proportion.')
+param instanceMemoryMB int = 2048
+
+// perInstanceConcurrency: Python's default is 1, which would start one instance per in-flight
+// request. The relay is async and I/O-bound: a single event is one outbound HTTPS call to CIJ on a
+// pooled aiohttp session of UPSTREAM_MAX_CONNECTIONS=100 connections per instance. 64 in-flight
+// requests hold at most 64 of them and leave 36 for the queue-triggered redelivery (host.json:
+// batchSize 16 + newBatchThreshold 8 = up to 24 messages at once), so an instance asks for help
+// before its pool makes callers wait for a connection. Batch requests fan out up to
+// BATCH_CONCURRENCY=10 calls each; a burst of batches may queue briefly on the pool, inside
+// FORWARD_TIMEOUT_SECONDS. Lower the value if CIJ throttles, raise it together with the pool.
+@minValue(1)
+@maxValue(1000)
+@description('HTTP requests one instance serves at once before Flex Consumption adds an instance. Sized to the relay\'s pool of UPSTREAM_MAX_CONNECTIONS=100 outbound connections to CIJ: 64 requests plus up to 24 queue redeliveries fit in it.')
+param httpPerInstanceConcurrency int = 64
+
+@minValue(0)
+@maxValue(20)
+@description('Instances of the HTTP functions kept warm, billed while idle. 0 (default): scale to zero and accept a cold start after idle periods.')
+param alwaysReadyInstances int = 0
+
+@description('Spread instances over availability zones (not offered in every Flex region). The platform then keeps two always-ready instances, billed around the clock.')
+param zoneRedundant bool = false
+
+@description('Object ID of the person or pipeline that deploys (azd sets AZURE_PRINCIPAL_ID). Granted Key Vault Secrets Officer on the vault so it can rotate the CIJ secrets. Empty: no grant.')
+param principalId string = ''
+
+@allowed([
+  'User'
+  'Group'
+  'ServicePrincipal'
+])
+@description('Kind of principal principalId names.')
+param principalType string = 'User'
+
+@description('Name of the storage queue holding events that await redelivery (DELIVERY_QUEUE_NAME).')
+param deliveryQueueName string = 'pending-events'
+
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var serviceName = 'relay'
+var tags = {
+  'azd-env-name': environmentName
+}
+
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: 'rg-${environmentName}'
+  location: location
+  tags: tags
+}
+
+module identity 'modules/identity.bicep' = {
+  name: 'identity'
+  scope: rg
+  params: {
+    name: 'id-${serviceName}-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'monitoring'
+  scope: rg
+  params: {
+    logAnalyticsName: 'log-${resourceToken}'
+    appInsightsName: 'appi-${resourceToken}'
+    location: location
+    tags: tags
+    identityPrincipalId: identity.outputs.principalId
+  }
+}
+
+module storage 'modules/storage.bicep' = {
+  name: 'storage'
+  scope: rg
+  params: {
+    name: 'st${resourceToken}'
+    location: location
+    tags: tags
+    deploymentContainerName: 'app-package-${serviceName}'
+    queueName: deliveryQueueName
+    identityPrincipalId: identity.outputs.principalId
+  }
+}
+
+module keyVault 'modules/keyvault.bicep' = {
+  name: 'keyvault'
+  scope: rg
+  params: {
+    name: 'kv-${resourceToken}'
+    location: location
+    tags: tags
+    cijOrgId: cijOrgId
+    cijPublicEndpoint: cijPublicEndpoint
+    identityPrincipalId: identity.outputs.principalId
+    operatorPrincipalId: principalId
+    operatorPrincipalType: principalType
+  }
+}
+
+module functionApp 'modules/function.bicep' = {
+  name: 'function'
+  scope: rg
+  params: {
+    planName: 'plan-${resourceToken}'
+    name: 'func-${serviceName}-${resourceToken}'
+    location: location
+    tags: union(tags, {
+      'azd-service-name': serviceName
+    })
+    identityId: identity.outputs.id
+    identityClientId: identity.outputs.clientId
+    storageAccountName: storage.outputs.name
+    deploymentContainerName: storage.outputs.deploymentContainerName
+    appInsightsName: monitoring.outputs.appInsightsName
+    keyVaultUri: keyVault.outputs.uri
+    deliveryQueueName: storage.outputs.queueName
+    maximumInstanceCount: maximumInstanceCount
+    instanceMemoryMB: instanceMemoryMB
+    httpPerInstanceConcurrency: httpPerInstanceConcurrency
+    alwaysReadyInstances: alwaysReadyInstances
+    zoneRedundant: zoneRedundant
+  }
+}
+
+// azd writes these into .azure/<env>/.env; none of them is a secret.
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output RESOURCE_GROUP string = rg.name
+output AZURE_RESOURCE_GROUP string = rg.name
+output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
+output SERVICE_RELAY_NAME string = functionApp.outputs.name
+output FUNCTION_APP_URL string = functionApp.outputs.uri
+output SERVICE_RELAY_ENDPOINT_URL string = functionApp.outputs.uri
+output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
+output AZURE_KEY_VAULT_ENDPOINT string = keyVault.outputs.uri
+output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
+output DELIVERY_POISON_QUEUE_NAME string = '${storage.outputs.queueName}-poison'
+output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.appInsightsName
+output AZURE_MANAGED_IDENTITY_NAME string = identity.outputs.name
