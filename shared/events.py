@@ -123,7 +123,8 @@ def _device_token(value: Any) -> str:
 def _status(value: Any) -> int:
     if type(value) is int and value in (0, 1):  # `type is int`: JSON true must not pass as 1
         return value
-    if isinstance(value, str) and value.lower() in _STATUS_WORDS:
+    # ASCII only: the Kelvin sign "\u212a" lower-cases to "k" and is not a documented spelling.
+    if isinstance(value, str) and value.isascii() and value.lower() in _STATUS_WORDS:
         return _STATUS_WORDS[value.lower()]
     raise ValueError('must be 1, "1" or "Opened" (opened), or 0, "0" or "Clicked" (clicked)')
 
