@@ -1,0 +1,118 @@
+"""Azurite's queue service (the Azure Storage emulator, from npm) on a loopback port for the tests.
+
+Installed into .tools/azurite by scripts/ensure-azurite; the tests that need it skip when it is not.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+AZURITE_QUEUE = ROOT / ".tools" / "azurite" / "node_modules" / ".bin" / "azurite-queue"
+ACCOUNT = "devstoreaccount1"
+# Azurite's well-known development account key (public, documented by Microsoft).
+ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def connection_string(port: int, scheme: str = "http") -> str:
+    """An Azurite connection string for the queue service on `port` (nothing needs to listen there)."""
+    return (
+        f"DefaultEndpointsProtocol={scheme};AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
+        f"QueueEndpoint={scheme}://127.0.0.1:{port}/{ACCOUNT};"
+    )
+
+
+class Azurite:
+    """One azurite-queue process, in memory, on a free loopback port; HTTPS when given `--cert`."""
+
+    def __init__(self, *extra_args: str) -> None:
+        self.extra_args = extra_args
+        self.scheme = "https" if "--cert" in extra_args else "http"
+        self.port = 0
+        self.process: subprocess.Popen[bytes] | None = None
+        self._workdir = ""
+
+    @property
+    def connection_string(self) -> str:
+        """Shared-key access to the development account."""
+        return connection_string(self.port, self.scheme)
+
+    @property
+    def queue_service_uri(self) -> str:
+        """What `AzureWebJobsStorage__queueServiceUri` holds for this account."""
+        return f"{self.scheme}://127.0.0.1:{self.port}/{ACCOUNT}"
+
+    def start(self, timeout: float = 30) -> Azurite:
+        """Start the queue service and wait until its port accepts connections."""
+        if not os.access(AZURITE_QUEUE, os.X_OK):
+            pytest.skip("Azurite is not installed: run scripts/ensure-azurite (needs node and npm)")
+        self.port = free_port()
+        self._workdir = tempfile.mkdtemp(prefix="azurite-")
+        command = [
+            str(AZURITE_QUEUE),
+            "--queueHost", "127.0.0.1",
+            "--queuePort", str(self.port),
+            "--inMemoryPersistence",
+            "--skipApiVersionCheck",
+            "--disableTelemetry",
+            "--silent",
+            *self.extra_args,
+        ]  # fmt: skip
+        log = Path(self._workdir, "azurite.log")
+        with log.open("wb") as output:  # a file, not a pipe: a full pipe would block Azurite
+            self.process = subprocess.Popen(command, cwd=self._workdir, stdout=output, stderr=output)
+        give_up = time.monotonic() + timeout
+        while True:
+            code = self.process.poll()
+            if code is not None:
+                error = log.read_text(errors="replace")
+                self.stop()
+                raise RuntimeError(f"azurite-queue exited with {code}: {error}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self
+            except OSError:
+                if time.monotonic() > give_up:
+                    self.stop()
+                    raise RuntimeError(
+                        f"azurite-queue did not listen on port {self.port} in {timeout}s"
+                    ) from None
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Terminate the process (killing it if it lingers) and remove its folder."""
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            self.process = None
+        if self._workdir:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = ""
+
+
+@pytest.fixture(scope="session", name="azurite")
+def azurite_fixture() -> Iterator[Azurite]:
+    """Azurite's queue service for the whole session (import `azurite_fixture` to use `azurite`)."""
+    server = Azurite().start()
+    yield server
+    server.stop()
