@@ -160,3 +160,80 @@ def static_env(monkeypatch: pytest.MonkeyPatch, cij: FakeCIJ) -> FakeCIJ:
     monkeypatch.setenv("CIJ_ALLOWED_HOSTS", "127.0.0.1")
     monkeypatch.setenv("FORWARD_TIMEOUT_SECONDS", "3")
     return cij
+
+
+# Log hygiene, for every test: no log record (at any level, any logger) and no response body may
+# hold a device token, the org ID or a CIJ endpoint that the test used.
+import logging  # noqa: E402
+import re  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+
+SENSITIVE: set[str] = {ORG_ID}
+"""What the running test must never log or answer with; reset for each test."""
+TEXT_SOURCES: list[Callable[[], str]] = []
+"""More text the running test produced (response bodies, a dev server's output), checked at its end."""
+
+
+def sensitive(*values: str) -> None:
+    """Add strings the running test must never log or answer with (tokens, org IDs, endpoints)."""
+    SENSITIVE.update(value for value in values if value)
+
+
+def leaks(text: str) -> list[str]:
+    """The sensitive strings found in `text` (a `host:port` does not match a longer port)."""
+    return [
+        secret
+        for secret in SENSITIVE
+        if re.search(re.escape(secret) + (r"(?!\d)" if secret[-1].isdigit() else ""), text)
+    ]
+
+
+_new_event_unregistered, _call_unchecked = new_event, call
+
+
+def new_event(**overrides: Any) -> dict[str, Any]:
+    """A valid open event with a fresh TrackingId; its device token is registered as sensitive."""
+    event = _new_event_unregistered(**overrides)
+    token = event.get("DeviceToken")
+    if isinstance(token, str) and len(token) >= 8:
+        sensitive(token)
+    return event
+
+
+async def call(
+    route: str,
+    body: bytes | dict | list | None = None,
+    method: str = "POST",
+    headers: dict[str, str] | None = None,
+) -> func.HttpResponse:
+    """Invoke the function serving `route` in-process; its response body is checked for leaks."""
+    response = await _call_unchecked(route, body, method, headers)
+    text = response.get_body().decode("utf-8", "replace")
+    TEXT_SOURCES.append(lambda: text)
+    return response
+
+
+@pytest.fixture(autouse=True)
+def no_sensitive_data_in_logs(request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture):
+    """Capture every log record at DEBUG; fail the test if a record or body leaks a sensitive string."""
+    SENSITIVE.clear()
+    SENSITIVE.add(ORG_ID)
+    TEXT_SOURCES.clear()
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="cij_relay")
+    yield
+    for fake in (request.node.funcargs.get("cij"),):
+        if fake is not None and getattr(fake, "served", None) is not None:
+            sensitive(fake.url, f"127.0.0.1:{fake.served.port}")
+    formatter = logging.Formatter("%(name)s %(levelname)s %(message)s")
+    records = [*caplog.get_records("setup"), *caplog.get_records("call"), *caplog.records]
+    found = {}
+    for record in records:
+        for secret in leaks(formatter.format(record)):
+            found[secret] = f"log record from {record.name}: {record.getMessage()[:300]!r}"
+    for source in TEXT_SOURCES:
+        text = source()
+        for secret in leaks(text):
+            found[secret] = f"response body or process output: {text[:300]!r}"
+    if found:
+        pytest.fail("sensitive data leaked:\n" + "\n".join(f"{s!r} in {w}" for s, w in found.items()))
