@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +23,9 @@ _SDK_OPTIONS = {
     "connection_timeout": 3,
     "read_timeout": 5,
 }
+
+
+ENQUEUE_TIMEOUT_SECONDS = 5.0  # the whole store, SDK retries included: the app is waiting
 
 
 class EnqueueFailed(Exception):
@@ -86,8 +90,9 @@ class DeliveryQueue:
     async def put(self, event: OpenEvent, received_at: datetime) -> None:
         """Store one event for redelivery, or raise EnqueueFailed."""
         try:
-            await self._get_client().send_message(encode_message(event, received_at))
-        except (AzureError, ValueError, OSError) as exc:
+            await asyncio.wait_for(self._get_client().send_message(encode_message(event, received_at)),
+                                   ENQUEUE_TIMEOUT_SECONDS)
+        except (AzureError, ValueError, OSError, TimeoutError) as exc:
             raise EnqueueFailed(type(exc).__name__) from None
 
     async def close(self) -> None:
