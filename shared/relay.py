@@ -119,6 +119,8 @@ class Relay:
             result: dict[str, object] = {"index": index, "status": reply.status}
             if reply.status >= 300:
                 result["error"] = reply.body
+                if "Retry-After" in reply.headers:
+                    result["retryAfter"] = int(reply.headers["Retry-After"])
             elif reply.headers.get("X-Delivery") == "queued":
                 result["delivery"] = "queued"
             results.append(result)

@@ -147,6 +147,10 @@ async def test_each_item_gets_the_status_and_problem_the_single_route_gives(monk
         assert item["error"] == problem(single)
     else:
         assert "error" not in item
+    if single.status_code >= 500:
+        assert item["retryAfter"] == int(single.headers["Retry-After"])
+    else:
+        assert "retryAfter" not in item
 
 
 async def test_empty_oversized_and_non_array_bodies_are_400_for_the_whole_request(static_env):
