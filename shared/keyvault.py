@@ -28,7 +28,12 @@ class KeyVaultSource:
         self._names = (org_id_secret, endpoint_secret)
 
     async def read(self) -> tuple[str, str]:
-        org_id, endpoint = await asyncio.gather(*(self._client.get_secret(n) for n in self._names))
+        reads = [asyncio.ensure_future(self._client.get_secret(n)) for n in self._names]
+        try:
+            org_id, endpoint = await asyncio.gather(*reads)
+        finally:
+            for pending in reads:  # one read failed: the refresh is over, stop the other (and its retries)
+                pending.cancel()
         return org_id.value or "", endpoint.value or ""
 
     async def close(self) -> None:
