@@ -282,7 +282,10 @@ async def test_batch_results_for_every_outcome_follow_the_spec():
     reply = await relay.handle_batch(json.dumps([*items, {"bad": 1}]).encode(), "application/json")
     check = response_validator("/events/batch", "post", 200, "application/json")
     assert reply.status == 200 and check.is_valid(reply.body), list(check.iter_errors(reply.body))
-    assert [r["status"] for r in reply.body["results"]] == [502, 503, 504, 400, 202, 202, 400]
+    results = reply.body["results"]
+    assert [r["status"] for r in results] == [502, 503, 504, 400, 202, 202, 400]
+    assert all(r["retryAfter"] >= 1 for r in results if r["status"] >= 500)
+    assert results[4]["delivery"] == "queued"
     await relay.aclose()
 
 
