@@ -1,0 +1,109 @@
+"""Security hygiene: the suite-wide leak check works, dependencies are pinned, static checks are clean."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ORG_ID, SENSITIVE, leaks, new_event, sensitive
+
+ROOT = Path(__file__).resolve().parent.parent
+PIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?==[A-Za-z0-9.+!-]+")
+DEMO = "RELAY_LEAK_DEMO"
+
+
+def requirement_lines(name: str) -> list[str]:
+    lines = [line.split(" #", 1)[0].strip() for line in (ROOT / name).read_text().splitlines()]
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def test_runtime_requirements_are_all_pinned():
+    lines = requirement_lines("requirements.txt")
+    assert lines and [line for line in lines if not PIN.fullmatch(line)] == []
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in ROOT.glob("requirements*.txt")))
+def test_every_requirements_file_pins_every_package(name):
+    unpinned = [
+        line for line in requirement_lines(name) if not PIN.fullmatch(line) and not line.startswith("-r ")
+    ]
+    assert unpinned == []
+
+
+def test_registered_strings_are_found_but_a_longer_port_is_not():
+    sensitive("http://127.0.0.1:4242/", "127.0.0.1:4242")
+    assert leaks(f"tracking {ORG_ID}") == [ORG_ID]
+    assert leaks("GET http://127.0.0.1:4242/x") != []
+    assert leaks("vault at 127.0.0.1:42421") == []
+    token = new_event()["DeviceToken"]
+    assert token in SENSITIVE and leaks(f"device={token}") == [token]
+
+
+@pytest.mark.skipif(not os.environ.get(DEMO), reason="run by the test below, in a child pytest")
+@pytest.mark.parametrize("where", ["org-id-in-a-debug-record", "token-in-an-exception", "endpoint-in-a-body"])
+async def test_leaky_demo(where, cij):
+    if where == "org-id-in-a-debug-record":
+        logging.getLogger("cij_relay.target").debug("refreshed target for org %s", ORG_ID)
+    elif where == "token-in-an-exception":
+        token = new_event()["DeviceToken"]
+        try:
+            raise ValueError(f"bad token {token}")
+        except ValueError:
+            logging.getLogger("some.library").warning("swallowed", exc_info=True)
+    else:
+        from tests.conftest import TEXT_SOURCES
+
+        TEXT_SOURCES.append(lambda: f'{{"detail": "posted to {cij.url}"}}')
+
+
+def test_the_suite_fails_any_test_that_logs_or_answers_a_sensitive_string():
+    """Runs the leaky demo tests in a child pytest: each must fail, at teardown, naming the leak."""
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"{__file__}::test_leaky_demo", "-rE"],
+        cwd=ROOT,
+        env={**os.environ, DEMO: "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 1, run.stdout[-3000:]
+    out = run.stdout
+    assert "3 passed, 3 errors" in out, out[-3000:]  # each test body passed; its teardown failed it
+    assert f"{ORG_ID!r} in log record from cij_relay.target" in out, out[-3000:]
+    assert "in log record from some.library" in out, out[-3000:]  # found in the formatted traceback
+    assert "in response body or process output" in out, out[-3000:]
+
+
+def test_bandit_and_ruff_security_rules_are_clean():
+    bandit = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bandit",
+            "--quiet",
+            "--severity-level",
+            "low",
+            "-r",
+            "function_app.py",
+            "shared",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bandit.returncode == 0, bandit.stdout + bandit.stderr
+    ruff = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "--select", "S", "--no-cache", "."],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert ruff.returncode == 0, ruff.stdout + ruff.stderr
