@@ -209,6 +209,16 @@ def test_the_event_schema_accepts_exactly_what_the_validator_accepts(event):
 
 
 @PROPERTIES
+@given(st.sampled_from(["TrackingId", "DeviceToken", "PushNotificationStatus"]), st.data())
+def test_each_field_varied_alone_is_judged_alike_by_schema_and_validator(field, data):
+    event = {"TrackingId": GUID, "DeviceToken": "t0k3n", "PushNotificationStatus": 1}
+    event[field] = data.draw(
+        {"TrackingId": tracking_ids, "DeviceToken": device_tokens, "PushNotificationStatus": statuses}[field]
+    )
+    assert EVENT_VALIDATOR.is_valid(event) == accepted_by_code(event), event
+
+
+@PROPERTIES
 @given(st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=5), st.lists(st.integers())))
 def test_non_objects_are_refused_by_both(value):
     assert not EVENT_VALIDATOR.is_valid(value) and not accepted_by_code(value)
