@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii as _json_string
 from typing import Any
 
 MAX_EVENT_BYTES = 64 * 1024
@@ -66,12 +67,24 @@ class OpenEvent:
             "PushNotificationStatus": self.status,
         }
 
+    def upstream_json(self) -> bytes:
+        """`to_upstream()` as compact JSON, byte for byte what json.dumps(..., separators=(",", ":"))
+        gives, without building an encoder per event."""
+        return (
+            f'{{"TrackingId":{_json_string(self.tracking_id)},"DeviceToken":{_json_string(self.device_token)},'
+            f'"PushNotificationStatus":{self.status:d}}}'
+        ).encode()
+
 
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     obj = dict(pairs)
     if len(obj) != len(pairs):
         raise ValueError("duplicate key")
     return obj
+
+
+# Built once: json.loads(..., object_pairs_hook=...) would build a decoder for every body.
+_DECODER = json.JSONDecoder(object_pairs_hook=_reject_duplicates)
 
 
 def check_media_type(content_type: str | None) -> None:
@@ -92,7 +105,7 @@ def decode_json(body: bytes, limit: int) -> Any:
     except UnicodeDecodeError:
         raise InvalidEvent(FieldError("body", "is not valid UTF-8")) from None
     try:
-        return json.loads(text, object_pairs_hook=_reject_duplicates)
+        return _DECODER.decode(text)
     except RecursionError:
         raise InvalidEvent(FieldError("body", "is nested too deeply")) from None
     except ValueError as exc:  # JSONDecodeError, duplicate keys, oversized integers
@@ -136,6 +149,14 @@ def validate_event(obj: Any) -> OpenEvent:
     """Turn one decoded JSON value into an OpenEvent, or raise InvalidEvent naming every bad field."""
     if not isinstance(obj, dict):
         raise InvalidEvent(FieldError("body", "must be a JSON object"))
+    try:  # the common case, every field present and valid; otherwise name every bad one below
+        return OpenEvent(
+            _tracking_id(obj["TrackingId"]),
+            _device_token(obj["DeviceToken"]),
+            _status(obj["PushNotificationStatus"]),
+        )
+    except (KeyError, ValueError):
+        pass
     values: list[Any] = []
     errors: list[FieldError] = []
     for name, check in _FIELDS:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import json
 import math
 import random
 import ssl
@@ -114,7 +113,7 @@ class Forwarder:
         """Post one event, retrying 408/429/5xx/network errors with backoff until `deadline`."""
         loop = asyncio.get_running_loop()
         deadline = deadline if deadline is not None else loop.time() + self._timeout
-        body = json.dumps(event.to_upstream(), separators=(",", ":")).encode()
+        body = event.upstream_json()
         session, url = self._get_session(), target.events_url
         for attempt in range(1, MAX_ATTEMPTS + 1):
             status: int | None = None

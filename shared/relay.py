@@ -52,7 +52,7 @@ class Relay:
 
     async def deliver(self, event: OpenEvent, deadline: float | None = None) -> Reply:
         """Forward one valid event and answer as the single route would, logging one line."""
-        started, received_at = time.perf_counter(), datetime.now(UTC)
+        started, received_at = time.perf_counter(), time.time()
         attempts, outcome = 0, "accepted"
         try:
             target = await self.resolver.get()
@@ -69,22 +69,23 @@ class Relay:
                 exc.upstream_status,
             )
             reply, outcome = from_error(exc), "misconfigured"
-        log.info(
-            "event outcome=%s status=%d tracking_id=%s device=%s attempts=%d ms=%.1f",
-            outcome,
-            reply.status,
-            event.tracking_id,
-            fingerprint(event.device_token),
-            attempts,
-            (time.perf_counter() - started) * 1000,
-        )
+        if log.isEnabledFor(logging.INFO):  # skip the hashing and formatting when INFO is filtered
+            log.info(
+                "event outcome=%s status=%d tracking_id=%s device=%s attempts=%d ms=%.1f",
+                outcome,
+                reply.status,
+                event.tracking_id,
+                fingerprint(event.device_token),
+                attempts,
+                (time.perf_counter() - started) * 1000,
+            )
         return reply
 
-    async def _fall_back(self, event: OpenEvent, received_at: datetime, exc: Exception) -> tuple[Reply, str]:
+    async def _fall_back(self, event: OpenEvent, received_at: float, exc: Exception) -> tuple[Reply, str]:
         if self.queue is None:
             return from_error(exc), "unavailable"
         try:
-            await self.queue.put(event, received_at)
+            await self.queue.put(event, datetime.fromtimestamp(received_at, UTC))
         except EnqueueFailed as failure:
             log.error("enqueue for redelivery failed (%s) after: %s", failure, exc)
             return from_error(exc), "unavailable"

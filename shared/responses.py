@@ -26,6 +26,8 @@ class Reply:
 
     def body_bytes(self) -> bytes:
         """The serialised body (empty when there is none)."""
+        if self is _ACCEPTED:
+            return _ACCEPTED_BYTES
         return b"" if self.body is None else json.dumps(self.body, separators=(",", ":")).encode()
 
 
@@ -44,11 +46,16 @@ def problem(
     return Reply(status, body, headers, PROBLEM_JSON)
 
 
+# The answer to almost every request: built and serialised once.
+_ACCEPTED_BYTES = b'{"status":"accepted"}'
+_ACCEPTED = Reply(202, {"status": "accepted"})
+
+
 def accepted(queued: bool = False) -> Reply:
     """202: CIJ took the event, or (queued) it is stored and will be delivered."""
     if queued:
         return Reply(202, {"status": "queued"}, {"X-Delivery": "queued"})
-    return Reply(202, {"status": "accepted"})
+    return _ACCEPTED
 
 
 def from_error(exc: BaseException) -> Reply:
