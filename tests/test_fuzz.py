@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import json
+import socket
 import subprocess
 import sys
 import tempfile
@@ -25,12 +26,16 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ORG_ID, leaks, sensitive
-from tests.helpers_devserver import DevServer, free_port
+from tests.helpers_devserver import DevServer
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = 20261127
 
-CLOSED = f"http://127.0.0.1:{free_port()}/"  # nothing listens here: every forward is refused
+# Bound but never listening, for the whole run: every forward to it is refused, and no other server
+# can take the port meanwhile.
+_RESERVED = socket.socket()
+_RESERVED.bind(("127.0.0.1", 0))
+CLOSED = f"http://127.0.0.1:{_RESERVED.getsockname()[1]}/"
 SCENARIOS = {
     "cij-answers": ({}, 120, {}),
     "cij-unreachable": (
@@ -53,6 +58,12 @@ SCENARIOS = {
         },
     ),
 }
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _release_reserved_port():
+    yield
+    _RESERVED.close()
 
 
 def config(expected: dict[str, list[str]]) -> str:
