@@ -1,6 +1,6 @@
 """Azurite's queue service (the Azure Storage emulator, from npm) on a loopback port for the tests.
 
-Installed into .tools/azurite by scripts/ensure-azurite; the tests that need it skip when it is not.
+Installed into .tools/azurite by scripts/ensure-azurite; the tests that need it fail when it is not.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class Azurite:
     def start(self, timeout: float = 30) -> Azurite:
         """Start the queue service and wait until its port accepts connections."""
         if not os.access(AZURITE_QUEUE, os.X_OK):
-            pytest.skip("Azurite is not installed: run scripts/ensure-azurite (needs node and npm)")
+            pytest.fail("Azurite is not installed: run scripts/ensure-azurite (needs node and npm)")
         self.port = free_port()
         self._workdir = tempfile.mkdtemp(prefix="azurite-")
         command = [
