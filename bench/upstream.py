@@ -1,0 +1,121 @@
+"""A stand-in for CIJ's push data receiver, run in its own process: 202 at once, and counters.
+
+`python -m bench.upstream --port 0` prints the bound port on the first line of stdout and serves:
+
+- `POST /api/v1.0/orgs/{org_id}/pushdatareceiver/events`: reads the body, answers 202, counts it;
+- `GET /_stats[?reset=1][&ids=1]`: events received, distinct TCP connections that carried them
+  (`ids=1`: their serial numbers, unique for the life of the process), TCP connections accepted,
+  the process's CPU seconds; `reset=1` zeroes the counters after reading them.
+
+It exits when its stdin closes, so it never outlives the benchmark that started it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import threading
+import time
+
+from aiohttp import web
+
+ROUTE = "/api/v1.0/orgs/{org_id}/pushdatareceiver/events"
+
+
+class Counters:
+    """What the upstream saw since the last reset."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.accepted = 0  # TCP connections accepted, whatever they carried
+        self.serial: dict[object, int] = {}  # open connection (its protocol) → its number
+        self.posting: set[int] = set()  # numbers of the connections that carried events
+        self._next = 0
+
+    def opened(self, protocol: object) -> None:
+        self._next += 1
+        self.accepted += 1
+        self.serial[protocol] = self._next
+
+    def closed(self, protocol: object) -> None:
+        self.serial.pop(protocol, None)
+
+    def reset(self) -> None:
+        self.requests = self.accepted = 0
+        self.posting.clear()
+
+
+def build(counters: Counters) -> web.Application:
+    """The application: the receiver route and the stats route."""
+
+    async def receive(request: web.Request) -> web.Response:
+        await request.read()
+        counters.requests += 1
+        counters.posting.add(counters.serial.get(request.protocol, 0))
+        return web.Response(status=202)
+
+    async def stats(request: web.Request) -> web.Response:
+        body = {
+            "requests": counters.requests,
+            "connections": len(counters.posting),
+            "accepted": counters.accepted,
+            "cpu_s": time.process_time(),
+        }
+        if request.query.get("ids"):
+            body["connection_ids"] = sorted(counters.posting)
+        if request.query.get("reset"):
+            counters.reset()
+        return web.json_response(body)
+
+    app = web.Application()
+    app.router.add_post(ROUTE, receive)
+    app.router.add_get("/_stats", stats)
+    return app
+
+
+def count_connections(runner: web.AppRunner, counters: Counters) -> None:
+    """Hook the server's connection callbacks to number every TCP connection it accepts."""
+    server = runner.server
+    assert server is not None
+    made, lost = server.connection_made, server.connection_lost
+
+    def connection_made(handler, transport):  # type: ignore[no-untyped-def]
+        counters.opened(handler)
+        made(handler, transport)
+
+    def connection_lost(handler, exc=None):  # type: ignore[no-untyped-def]
+        counters.closed(handler)
+        lost(handler, exc)
+
+    server.connection_made = connection_made  # type: ignore[method-assign]
+    server.connection_lost = connection_lost  # type: ignore[method-assign]
+
+
+async def serve(port: int) -> None:
+    counters = Counters()
+    runner = web.AppRunner(build(counters), access_log=None, shutdown_timeout=0.1)
+    await runner.setup()
+    count_connections(runner, counters)
+    site = web.TCPSite(runner, "127.0.0.1", port, backlog=1024, reuse_address=True)
+    await site.start()
+    print(runner.addresses[0][1], flush=True)
+    loop, done = asyncio.get_running_loop(), asyncio.Event()
+
+    def wait_for_stdin_eof() -> None:
+        sys.stdin.read()
+        loop.call_soon_threadsafe(done.set)
+
+    threading.Thread(target=wait_for_stdin_eof, daemon=True).start()
+    await done.wait()
+    await runner.cleanup()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Loopback CIJ stand-in for the benchmark.")
+    parser.add_argument("--port", type=int, default=0, help="port to listen on (0: a free one)")
+    asyncio.run(serve(parser.parse_args().port))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""The benchmark harness works end to end: a short run in a subprocess. No speed is asserted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+KEYS = (
+    "events",
+    "concurrency",
+    "bare_eps",
+    "relay_eps",
+    "naive_eps",
+    "relay_vs_bare",
+    "relay_vs_naive",
+    "relay_p50_ms",
+    "relay_p99_ms",
+    "kv_reads_per_secret",
+    "upstream_connections",
+    "rss_growth_mb",
+    "import_ms",
+    "import_baseline_ms",
+    "relay_batch_eps",
+    "connector_limit",
+)
+
+
+def test_a_short_run_reports_every_figure_and_loses_no_event():
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--events", "200", "--concurrency", "20", "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+
+    assert not [key for key in KEYS if key not in result]
+    assert (result["events"], result["concurrency"]) == (200, 20)
+    assert result["relay_vs_bare"] == round(result["relay_eps"] / result["bare_eps"], 3)
+    # One Key Vault read per secret for the whole run: the cache and single-flight hold.
+    assert result["kv_reads_per_secret"] == 1
+    assert 1 <= result["upstream_connections"] <= result["connector_limit"]
+    # Every event any mode sent (warm-ups included) reached the upstream, and each was accepted.
+    assert result["upstream_received_total"] == result["sent_total"] > 0
+    assert result["failed"] == 0
+    assert result["import_network_calls"] == 0
