@@ -32,7 +32,7 @@ def progress(message: str) -> None:
 
 
 def table(r: dict[str, Any]) -> str:
-    """The results as the table in bench/PERFORMANCE.md, followed by the figures with targets."""
+    """The results as the table in the README's Performance section, followed by the figures with targets."""
     rows = [
         ("bare: aiohttp client straight to the upstream", r["bare_eps"], r["bare_p50_ms"], r["bare_p99_ms"]),
         ("relay: `events` function", r["relay_eps"], r["relay_p50_ms"], r["relay_p99_ms"]),
