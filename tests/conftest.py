@@ -33,9 +33,11 @@ for _name in list(os.environ):
         del os.environ[_name]
 
 import json  # noqa: E402
+import logging  # noqa: E402
+import re  # noqa: E402
 import ssl  # noqa: E402
 import uuid  # noqa: E402
-from collections.abc import AsyncIterator  # noqa: E402
+from collections.abc import AsyncIterator, Callable  # noqa: E402
 from typing import Any  # noqa: E402
 
 import azure.functions as func  # noqa: E402
@@ -60,9 +62,12 @@ FUNCTIONS = {
 
 
 def new_event(**overrides: Any) -> dict[str, Any]:
-    """A valid open event with a fresh TrackingId."""
+    """A valid open event with a fresh TrackingId; its device token is registered as sensitive."""
     event = {"TrackingId": str(uuid.uuid4()), "DeviceToken": "f" * 64, "PushNotificationStatus": 1}
     event.update(overrides)
+    token = event.get("DeviceToken")
+    if isinstance(token, str) and len(token) >= 8:
+        sensitive(token)
     return event
 
 
@@ -79,7 +84,8 @@ async def call(
     method: str = "POST",
     headers: dict[str, str] | None = None,
 ) -> func.HttpResponse:
-    """Invoke the function serving `route` in-process, as the Functions host would."""
+    """Invoke the function serving `route` in-process, as the Functions host would; the response
+    body is checked for leaks when the test ends."""
     if isinstance(body, dict | list):
         body = json.dumps(body).encode()
     request = func.HttpRequest(
@@ -88,7 +94,10 @@ async def call(
         headers={"Content-Type": "application/json", **(headers or {})},
         body=body or b"",
     )
-    return await FUNCTIONS[route](request)
+    response = await FUNCTIONS[route](request)
+    text = response.get_body().decode("utf-8", "replace")
+    TEXT_SOURCES.append(lambda: text)
+    return response
 
 
 def problem(response: func.HttpResponse) -> dict[str, Any]:
@@ -164,9 +173,6 @@ def static_env(monkeypatch: pytest.MonkeyPatch, cij: FakeCIJ) -> FakeCIJ:
 
 # Log hygiene, for every test: no log record (at any level, any logger) and no response body may
 # hold a device token, the org ID or a CIJ endpoint that the test used.
-import logging  # noqa: E402
-import re  # noqa: E402
-from collections.abc import Callable  # noqa: E402
 
 SENSITIVE: set[str] = {ORG_ID}
 """What the running test must never log or answer with; reset for each test."""
@@ -186,31 +192,6 @@ def leaks(text: str) -> list[str]:
         for secret in SENSITIVE
         if re.search(re.escape(secret) + (r"(?!\d)" if secret[-1].isdigit() else ""), text)
     ]
-
-
-_new_event_unregistered, _call_unchecked = new_event, call
-
-
-def new_event(**overrides: Any) -> dict[str, Any]:
-    """A valid open event with a fresh TrackingId; its device token is registered as sensitive."""
-    event = _new_event_unregistered(**overrides)
-    token = event.get("DeviceToken")
-    if isinstance(token, str) and len(token) >= 8:
-        sensitive(token)
-    return event
-
-
-async def call(
-    route: str,
-    body: bytes | dict | list | None = None,
-    method: str = "POST",
-    headers: dict[str, str] | None = None,
-) -> func.HttpResponse:
-    """Invoke the function serving `route` in-process; its response body is checked for leaks."""
-    response = await _call_unchecked(route, body, method, headers)
-    text = response.get_body().decode("utf-8", "replace")
-    TEXT_SOURCES.append(lambda: text)
-    return response
 
 
 @pytest.fixture(autouse=True)
