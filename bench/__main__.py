@@ -15,18 +15,7 @@ import shutil
 import sys
 import tempfile
 
-# Settings that could point the relay or the SDKs at real resources; the benchmark sets its own.
-_SCRUBBED = (
-    "AZURE_",
-    "IDENTITY_",
-    "MSI_",
-    "IMDS_",
-    "CIJ_",
-    "KEY_VAULT",
-    "AzureWebJobs",
-    "DELIVERY_",
-    "APPLICATIONINSIGHTS",
-)
+from tests.fakes import scrub_real_targets
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -57,9 +46,7 @@ def trust_test_ca(workdir: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    for name in list(os.environ):
-        if name.startswith(_SCRUBBED):
-            del os.environ[name]
+    scrub_real_targets()  # the benchmark sets its own target, vault and identity
     workdir = tempfile.mkdtemp(prefix="relay-bench-")
     try:
         server_pem = trust_test_ca(workdir)

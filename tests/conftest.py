@@ -16,21 +16,9 @@ CA_FILE = os.path.join(tempfile.mkdtemp(prefix="relay-ca-"), "ca.pem")
 CA.cert_pem.write_to_path(CA_FILE)
 os.environ["SSL_CERT_FILE"] = CA_FILE
 # Nothing in the tests may reach a real Azure resource or a configured CIJ.
-for _name in list(os.environ):
-    if _name.startswith(
-        (
-            "AZURE_",
-            "IDENTITY_",
-            "MSI_",
-            "IMDS_",
-            "CIJ_",
-            "KEY_VAULT",
-            "AzureWebJobs",
-            "DELIVERY_",
-            "APPLICATIONINSIGHTS",
-        )
-    ):
-        del os.environ[_name]
+from tests.fakes import scrub_real_targets  # noqa: E402
+
+scrub_real_targets()
 
 import json  # noqa: E402
 import logging  # noqa: E402
