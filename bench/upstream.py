@@ -92,6 +92,18 @@ def count_connections(runner: web.AppRunner, counters: Counters) -> None:
     server.connection_lost = connection_lost  # type: ignore[method-assign]
 
 
+async def until_stdin_closes() -> None:
+    """Return when the parent closes our stdin, so a helper process never outlives the benchmark."""
+    loop, done = asyncio.get_running_loop(), asyncio.Event()
+
+    def wait_for_eof() -> None:
+        sys.stdin.read()
+        loop.call_soon_threadsafe(done.set)
+
+    threading.Thread(target=wait_for_eof, daemon=True).start()
+    await done.wait()
+
+
 async def serve(port: int) -> None:
     counters = Counters()
     runner = web.AppRunner(build(counters), access_log=None, shutdown_timeout=0.1)
@@ -100,14 +112,7 @@ async def serve(port: int) -> None:
     site = web.TCPSite(runner, "127.0.0.1", port, backlog=1024, reuse_address=True)
     await site.start()
     print(runner.addresses[0][1], flush=True)
-    loop, done = asyncio.get_running_loop(), asyncio.Event()
-
-    def wait_for_stdin_eof() -> None:
-        sys.stdin.read()
-        loop.call_soon_threadsafe(done.set)
-
-    threading.Thread(target=wait_for_stdin_eof, daemon=True).start()
-    await done.wait()
+    await until_stdin_closes()
     await runner.cleanup()
 
 

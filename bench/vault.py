@@ -12,11 +12,10 @@ import argparse
 import asyncio
 import json
 import ssl
-import sys
-import threading
 
 from aiohttp import web
 
+from bench.upstream import until_stdin_closes
 from tests.fakes.identity import FakeManagedIdentity
 from tests.fakes.keyvault import FakeKeyVault
 from tests.fakes.servers import Served
@@ -49,14 +48,7 @@ async def serve(cert: str, org_id: str, endpoint: str) -> None:
         ),
         flush=True,
     )
-    loop, done = asyncio.get_running_loop(), asyncio.Event()
-
-    def wait_for_stdin_eof() -> None:
-        sys.stdin.read()
-        loop.call_soon_threadsafe(done.set)
-
-    threading.Thread(target=wait_for_stdin_eof, daemon=True).start()
-    await done.wait()
+    await until_stdin_closes()
     await vault_served.stop()
     await identity_served.stop()
 
