@@ -101,11 +101,6 @@ class Forwarder:
             )
         return self._session
 
-    @property
-    def connector_limit(self) -> int:
-        """The most connections the pool opens to CIJ."""
-        return self._limit
-
     async def send(self, target: Target, event: OpenEvent, deadline: float | None = None) -> Accepted:
         """Post one event, retrying 408/429/5xx/network errors with backoff until `deadline`."""
         loop = asyncio.get_running_loop()

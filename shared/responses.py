@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from .delivery_queue import EnqueueFailed
@@ -24,11 +25,13 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = "application/json"
 
-    def body_bytes(self) -> bytes:
-        """The serialised body (empty when there is none)."""
-        if self is _ACCEPTED:
-            return _ACCEPTED_BYTES
+    @cached_property
+    def _encoded(self) -> bytes:
         return b"" if self.body is None else json.dumps(self.body, separators=(",", ":")).encode()
+
+    def body_bytes(self) -> bytes:
+        """The serialised body (empty when there is none); encoded once per Reply."""
+        return self._encoded
 
 
 def problem(
@@ -46,8 +49,7 @@ def problem(
     return Reply(status, body, headers, PROBLEM_JSON)
 
 
-# The answer to almost every request: built and serialised once.
-_ACCEPTED_BYTES = b'{"status":"accepted"}'
+# The answer to almost every request: built (and, through _encoded, serialised) once.
 _ACCEPTED = Reply(202, {"status": "accepted"})
 
 

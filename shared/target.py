@@ -126,7 +126,6 @@ class TargetResolver:
         self._next_try = 0.0
         self._failures = 0
         self._inflight: asyncio.Task[Target] | None = None
-        self.reads = 0
 
     async def get(self) -> Target:
         """The current target, refreshed when older than the TTL."""
@@ -154,7 +153,6 @@ class TargetResolver:
 
     async def _refresh(self) -> Target:
         try:
-            self.reads += 1
             try:
                 org_id, endpoint = await asyncio.wait_for(self._source.read(), READ_TIMEOUT_SECONDS)
                 target = Target(
