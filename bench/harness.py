@@ -45,7 +45,7 @@ SLICES = 4  # bare and relay alternate (A B B A ...) over this many parts of the
 RUNTIME_PACKAGES = ("azure.functions", "aiohttp", "azure.identity.aio", "azure.keyvault.secrets.aio")
 IMPORT_RUNS = 7
 
-Call = Callable[[bytes], Awaitable[bool]]
+Call = Callable[[Any], Awaitable[bool]]  # takes one item: a body (bare) or an HttpRequest
 Progress = Callable[[str], None] | None
 
 _routes: dict[str, Callable[[func.HttpRequest], Awaitable[func.HttpResponse]]] | None = None
@@ -152,7 +152,7 @@ class Run:
     failed: int
 
 
-async def drive(call: Call, items: Sequence[bytes], concurrency: int, events: int | None = None) -> Run:
+async def drive(call: Call, items: Sequence[Any], concurrency: int, events: int | None = None) -> Run:
     """`concurrency` workers take the items in order, one call at a time each, until none are left."""
     pending = iter(items)
     latencies: list[float] = []
@@ -190,22 +190,28 @@ def rss_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def invoker(function: Callable[[func.HttpRequest], Awaitable[func.HttpResponse]], route: str) -> Call:
-    """Call a function in-process with the HttpRequest the Functions host would build."""
+def host_requests(bodies: Sequence[bytes], route: str) -> list[func.HttpRequest]:
+    """The HttpRequest objects the Functions host hands the function. They are built before a pass
+    starts, as `bare` gets its bodies ready-made: building them is the host's work, not the relay's."""
     url = FUNCTION_URL + route
+    return [func.HttpRequest("POST", url, headers=JSON_HEADERS, body=body) for body in bodies]
 
-    async def call(body: bytes) -> bool:
-        response = await function(func.HttpRequest("POST", url, headers=JSON_HEADERS, body=body))
+
+def invoker(function: Callable[[func.HttpRequest], Awaitable[func.HttpResponse]]) -> Call:
+    """Call a function in-process with one prepared HttpRequest; True when it answered 202."""
+
+    async def call(request: func.HttpRequest) -> bool:
+        response = await function(request)
         return response.status_code == 202
 
     return call
 
 
 def batch_invoker(function: Callable[[func.HttpRequest], Awaitable[func.HttpResponse]]) -> Call:
-    url = FUNCTION_URL + "events/batch"
+    """Call the batch route; True when every event in the batch was accepted."""
 
-    async def call(body: bytes) -> bool:
-        response = await function(func.HttpRequest("POST", url, headers=JSON_HEADERS, body=body))
+    async def call(request: func.HttpRequest) -> bool:
+        response = await function(request)
         if response.status_code != 200:
             return False
         return all(r["status"] == 202 for r in json.loads(response.get_body())["results"])
@@ -267,7 +273,7 @@ async def run_pass(
     services: Services,
     tally: Tally,
     call: Call,
-    items: Sequence[bytes],
+    items: Sequence[Any],
     concurrency: int,
     events: int,
     timed: bool = True,
@@ -325,17 +331,23 @@ async def bare_and_relay(services: Services, work: Workload) -> dict[str, dict[s
     session = bare_session(work.limit)
     calls = {
         "bare": bare_caller(session, services.upstream_url + EVENTS_PATH),
-        "relay": invoker(routes()["events"], "events"),
+        "relay": invoker(routes()["events"]),
+    }
+    # Each mode's warm-up items and timed slices: bodies for bare, the host's requests for relay.
+    items = {
+        "bare": (work.warmup, work.slices()),
+        "relay": (host_requests(work.warmup, "events"), [host_requests(p, "events") for p in work.slices()]),
     }
     tallies = {"bare": Tally(), "relay": Tally()}
     try:
-        warmup = work.warmup
         for mode, call in calls.items():
+            warmup = items[mode][0]
             await run_pass(services, tallies[mode], call, warmup, work.concurrency, len(warmup), timed=False)
         rss_before = snapshot_rss()
-        for i, part in enumerate(work.slices()):
+        for i in range(len(work.slices())):
             order = ("bare", "relay") if i % 2 == 0 else ("relay", "bare")
             for mode in order:
+                part = items[mode][1][i]
                 await run_pass(services, tallies[mode], calls[mode], part, work.concurrency, len(part))
         rss_after = snapshot_rss()
     finally:
@@ -354,12 +366,13 @@ async def relay_batch(services: Services, work: Workload) -> dict[str, Any]:
     kv_before = await services.vault_reads()
     call = batch_invoker(routes()["events/batch"])
     in_flight = max(1, math.ceil(work.concurrency / work.batch_concurrency))
-    warmup = work.batches[: max(1, len(work.warmup) // BATCH_SIZE)]
+    warmup = host_requests(work.batches[: max(1, len(work.warmup) // BATCH_SIZE)], "events/batch")
+    batches = host_requests(work.batches, "events/batch")
     tally = Tally()
     try:
         warmup_events = min(len(work.bodies), len(warmup) * BATCH_SIZE)
         await run_pass(services, tally, call, warmup, in_flight, warmup_events, timed=False)
-        await run_pass(services, tally, call, work.batches, in_flight, len(work.bodies))
+        await run_pass(services, tally, call, batches, in_flight, len(work.bodies))
     finally:
         await relay.reset()
     figures = tally.figures()
@@ -369,11 +382,12 @@ async def relay_batch(services: Services, work: Workload) -> dict[str, Any]:
 
 async def naive_mode(services: Services, work: Workload) -> dict[str, Any]:
     """bench/naive.py: credential, SecretClient and session per request, both secrets every time."""
-    call = invoker(naive.main, "events")
-    warmup = work.bodies[: min(work.concurrency, len(work.bodies))]
+    call = invoker(naive.main)
+    warmup = host_requests(work.bodies[: min(work.concurrency, len(work.bodies))], "events")
+    requests = host_requests(work.bodies, "events")
     tally = Tally()
     await run_pass(services, tally, call, warmup, work.concurrency, len(warmup), timed=False)
-    await run_pass(services, tally, call, work.bodies, work.concurrency, len(work.bodies))
+    await run_pass(services, tally, call, requests, work.concurrency, len(work.bodies))
     return tally.figures()
 
 
