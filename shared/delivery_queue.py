@@ -90,8 +90,9 @@ class DeliveryQueue:
     async def put(self, event: OpenEvent, received_at: datetime) -> None:
         """Store one event for redelivery, or raise EnqueueFailed."""
         try:
-            await asyncio.wait_for(self._get_client().send_message(encode_message(event, received_at)),
-                                   ENQUEUE_TIMEOUT_SECONDS)
+            await asyncio.wait_for(
+                self._get_client().send_message(encode_message(event, received_at)), ENQUEUE_TIMEOUT_SECONDS
+            )
         except (AzureError, ValueError, OSError, TimeoutError) as exc:
             raise EnqueueFailed(type(exc).__name__) from None
 

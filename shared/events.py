@@ -172,9 +172,36 @@ def validate_event(obj: Any) -> OpenEvent:
     return OpenEvent(*values)
 
 
+# The shape nearly every app sends: the three members in contract order, an ASCII token with no
+# escapes, any JSON whitespace. One compiled pattern reads it in a third of the time the decoder
+# and validator take; every other body goes the general way. Bytes that match are always a valid
+# event with the same meaning (a property test holds the two ways equal on near-canonical bodies).
+_CANONICAL = re.compile(
+    (  # each space: optional JSON whitespace; token: printable ASCII but space, quote, backslash
+        rf' \{{ "TrackingId" : "({_GUID.pattern})" ,'
+        rf' "DeviceToken" : "([!#-\[\]-~]{{1,{MAX_TOKEN_CHARS}}})" ,'
+        r' "PushNotificationStatus" : (0|1|"(?:0|1|(?i:opened|clicked))") \} '
+    )
+    .replace(" ", r"[ \t\n\r]*")
+    .encode()
+)
+_ZERO_GUID_BYTES = _ZERO_GUID.encode()
+
+
+def read_canonical(body: bytes) -> OpenEvent | None:
+    """The event when `body` has the canonical shape, else None (the general path decides)."""
+    match = _CANONICAL.fullmatch(body)
+    if match is None or match[1] == _ZERO_GUID_BYTES:
+        return None
+    status = _STATUS_WORDS[match[3].strip(b'"').decode().lower()]
+    return OpenEvent(match[1].decode(), match[2].decode(), status)
+
+
 def parse_event(body: bytes, content_type: str | None = None) -> OpenEvent:
     """Parse the body of `POST /api/events`."""
     check_media_type(content_type)
+    if len(body) <= MAX_EVENT_BYTES and (event := read_canonical(body)) is not None:
+        return event
     return validate_event(decode_json(body, MAX_EVENT_BYTES))
 
 

@@ -96,9 +96,7 @@ class Forwarder:
                 ttl_dns_cache=300,
                 ssl=ssl.create_default_context(),
             )  # honours SSL_CERT_FILE
-            self._session = aiohttp.ClientSession(
-                connector=connector, headers=_HEADERS
-            )
+            self._session = aiohttp.ClientSession(connector=connector, headers=_HEADERS)
         return self._session
 
     async def send(self, target: Target, event: OpenEvent, deadline: float | None = None) -> Accepted:

@@ -15,6 +15,7 @@ from shared.events import (
     check_media_type,
     parse_batch,
     parse_event,
+    read_canonical,
 )
 
 GUID = "3F2504E0-4F89-41D3-9A0C-0305E82C3301"
@@ -150,6 +151,61 @@ def test_body_over_64_kib_is_too_large():
     with pytest.raises(PayloadTooLarge):
         parse_event(b" " * (MAX_EVENT_BYTES + 1))
     parse_event(body() + b" " * (MAX_EVENT_BYTES - len(body())))  # exactly at the cap is fine
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (
+            b'{"TrackingId":"%s","DeviceToken":"fcm:APA91b-_x","PushNotificationStatus":1}' % GUID.encode(),
+            OpenEvent(GUID, "fcm:APA91b-_x", 1),
+        ),
+        (
+            b' {\n  "TrackingId" : "%s",\r\n\t"DeviceToken": "!#$[]~",  "PushNotificationStatus" :"cLiCkEd"}\n'
+            % GUID.lower().encode(),
+            OpenEvent(GUID.lower(), "!#$[]~", 0),
+        ),
+        (
+            b'{"TrackingId":"%s","DeviceToken":"a","PushNotificationStatus":"0"}' % GUID.encode(),
+            OpenEvent(GUID, "a", 0),
+        ),
+    ],
+)
+def test_canonical_bodies_are_read_by_the_fast_path(raw, expected):
+    assert read_canonical(raw) == expected
+    assert parse_event(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "accepted"),
+    [
+        (b'{"DeviceToken":"a","TrackingId":"%s","PushNotificationStatus":1}', True),  # other order
+        (b'{"TrackingId":"%s","DeviceToken":"a","PushNotificationStatus":1,"x":1}', True),  # extra member
+        (b'{"TrackingId":"%s","DeviceToken":"a\\u0062","PushNotificationStatus":1}', True),  # escape
+        ('{"TrackingId":"%s","DeviceToken":"\u00e9","PushNotificationStatus":1}'.encode(), True),
+        (b'{"TrackingId":"%s","DeviceToken":"a","PushNotificationStatus":-0}', True),
+        (b'{"TrackingId":"%s","DeviceToken":"a","PushNotificationStatus":1.0}', False),
+        (b'{"TrackingId":"%s","DeviceToken":"a","PushNotificationStatus":"1 "}', False),
+        (b'{"TrackingId":"%s","DeviceToken":"a b","PushNotificationStatus":1}', False),
+        (b'{"TrackingId":"%s","DeviceToken":"a","PushNotificationStatus":1,}', False),
+        (b'\xef\xbb\xbf{"TrackingId":"%s","DeviceToken":"a","PushNotificationStatus":1}', False),  # BOM
+    ],
+)
+def test_other_shapes_are_left_to_the_general_path(raw, accepted):
+    raw = raw.replace(b"%s", GUID.encode())
+    assert read_canonical(raw) is None
+    if accepted:
+        assert parse_event(raw).tracking_id == GUID
+    else:
+        with pytest.raises(InvalidEvent):
+            parse_event(raw)
+
+
+def test_the_all_zero_guid_is_refused_with_its_reason_on_the_fast_path_shape():
+    raw = b'{"TrackingId":"00000000-0000-0000-0000-000000000000","DeviceToken":"a","PushNotificationStatus":1}'
+    assert read_canonical(raw) is None
+    with pytest.raises(InvalidEvent, match="all-zero"):
+        parse_event(raw)
 
 
 @pytest.mark.parametrize(

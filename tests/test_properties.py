@@ -20,8 +20,10 @@ from shared.events import (
     OpenEvent,
     PayloadTooLarge,
     UnsupportedMediaType,
+    decode_json,
     parse_batch,
     parse_event,
+    read_canonical,
     validate_event,
 )
 
@@ -199,6 +201,56 @@ def test_deep_nesting_is_a_bad_request_not_a_crash(depth, brackets):
 def test_every_documented_event_is_accepted_as_its_canonical_form(sent, style, content_type):
     event, expected = sent
     assert parse_event(serialise(event, style), content_type) == expected
+
+
+json_space = st.text(" \t\n\r", max_size=2)
+ascii_tokens = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1, max_size=12)
+status_literals = st.sampled_from(["-0", "1.0", "1e0", "01", "true", "null", '"\\u004fpened"', '"1 "'])
+
+
+def mostly(valid: st.SearchStrategy[Any], invalid: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """`valid` three times in four, so that whole bodies are often valid."""
+    return st.integers(0, 3).flatmap(lambda n: invalid if n == 0 else valid)
+
+
+@st.composite
+def near_canonical_bodies(draw: st.DrawFn) -> bytes:
+    """The three members in contract order with any JSON whitespace, each value valid or not."""
+    values = (
+        json.dumps(draw(mostly(guids, bad_values["TrackingId"]))),
+        json.dumps(
+            draw(mostly(st.one_of(tokens, ascii_tokens), bad_values["DeviceToken"])),
+            ensure_ascii=draw(st.booleans()),
+        ),
+        draw(
+            mostly(
+                status_forms().map(lambda form: json.dumps(form[0])),
+                st.one_of(bad_values["PushNotificationStatus"].map(json.dumps), status_literals),
+            )
+        ),
+    )
+    members = [
+        f"{draw(json_space)}{json.dumps(name)}{draw(json_space)}:{draw(json_space)}{value}"
+        for name, value in zip(FIELDS, values, strict=True)
+    ]
+    body = members[0] + "".join(draw(json_space) + "," + member for member in members[1:])
+    return f"{draw(json_space)}{{{body}{draw(json_space)}}}{draw(json_space)}".encode()
+
+
+def _outcome(parse: Any, body: bytes) -> Any:
+    try:
+        return parse(body)
+    except InvalidEvent as exc:
+        return exc.errors
+
+
+@settings(SEEDED, max_examples=600)
+@given(near_canonical_bodies())
+def test_the_fast_path_agrees_with_the_general_decoder_and_validator(body):
+    general = _outcome(lambda raw: validate_event(decode_json(raw, MAX_EVENT_BYTES)), body)
+    assert _outcome(parse_event, body) == general
+    if read_canonical(body) is not None:  # what the fast path takes, the general path accepts alike
+        assert read_canonical(body) == general
 
 
 @SEEDED
