@@ -1,46 +1,50 @@
 """Azure Functions entry point: the routes and thin adapters onto the relay core in `shared/`."""
 
-from collections.abc import Awaitable, Callable
-
 import azure.functions as func
 
 from shared import relay
-from shared.responses import Reply, from_error
-from shared.settings import ConfigError
+from shared.responses import ACCEPTED, Reply
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
 
-async def _answer(call: Callable[[relay.Relay], Awaitable[Reply]]) -> func.HttpResponse:
-    try:
-        reply = await call(relay.current())
-    except ConfigError as exc:
-        reply = from_error(exc)
+def _response(reply: Reply) -> func.HttpResponse:
+    """A relay Reply as the host's response. Content-Type is in the headers, so the host, which
+    adds one when it is missing, only reads the response."""
     return func.HttpResponse(
         reply.body_bytes(),
         status_code=reply.status,
-        headers=reply.headers,
+        headers={"Content-Type": reply.content_type, **reply.headers},
         mimetype=reply.content_type,
         charset="utf-8",
     )
 
 
+# The answer to nearly every request, the same each time: built once and shared.
+_ACCEPTED = _response(ACCEPTED)
+
+
+def _http(reply: Reply) -> func.HttpResponse:
+    """The host's response for a Reply."""
+    return _ACCEPTED if reply is ACCEPTED else _response(reply)
+
+
 @app.route(route="events", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 async def events(req: func.HttpRequest) -> func.HttpResponse:
     """Report one push-notification open to CIJ."""
-    return await _answer(lambda r: r.handle_event(req.get_body(), req.headers.get("content-type")))
+    return _http(await relay.current().handle_event(req.get_body(), req.headers.get("content-type")))
 
 
 @app.route(route="events/batch", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 async def events_batch(req: func.HttpRequest) -> func.HttpResponse:
     """Report up to 100 opens (e.g. queued while the device was offline); per-event results."""
-    return await _answer(lambda r: r.handle_batch(req.get_body(), req.headers.get("content-type")))
+    return _http(await relay.current().handle_batch(req.get_body(), req.headers.get("content-type")))
 
 
 @app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 async def health(req: func.HttpRequest) -> func.HttpResponse:
     """200 when the CIJ target can be resolved, 503 otherwise; reveals nothing else."""
-    return await _answer(lambda r: r.health())
+    return _http(await relay.current().health())
 
 
 @app.queue_trigger(arg_name="msg", queue_name="%DELIVERY_QUEUE_NAME%", connection="AzureWebJobsStorage")

@@ -91,11 +91,23 @@ async def _stop(proc: asyncio.subprocess.Process) -> None:
         await proc.wait()
 
 
+def split_cores() -> tuple[set[int], set[int]] | None:
+    """One core for this process (where every mode is measured), the others for the services, as
+    CIJ runs on other machines than the relay; None with fewer than two cores (nothing pinned)."""
+    if not hasattr(os, "sched_getaffinity"):  # pragma: no cover - not Linux
+        return None
+    cores = sorted(os.sched_getaffinity(0))
+    return ({cores[0]}, set(cores[1:])) if len(cores) > 1 else None
+
+
 class Services:
-    """The upstream (CIJ stand-in) and the vault + identity fakes, each in its own process."""
+    """The upstream (CIJ stand-in) and the vault + identity fakes, each in its own process, on
+    cores of their own when there are two or more."""
 
     async def start(self, server_pem: str) -> Services:
         self.procs: list[asyncio.subprocess.Process] = []
+        self.original_cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+        self.cores = split_cores()
         proc, port = await _spawn("bench.upstream", "--port", "0")
         self.procs.append(proc)
         self.upstream_url = f"http://127.0.0.1:{int(port)}/"
@@ -104,6 +116,11 @@ class Services:
         )
         self.procs.append(proc)
         self.vault: dict[str, str] = json.loads(line)
+        if self.cores is not None:
+            mine, theirs = self.cores
+            for proc in self.procs:
+                os.sched_setaffinity(proc.pid, theirs)
+            os.sched_setaffinity(0, mine)
         self.control = aiohttp.ClientSession()
         return self
 
@@ -136,6 +153,8 @@ class Services:
             await self.control.close()
         for proc in getattr(self, "procs", []):
             await _stop(proc)
+        if getattr(self, "original_cores", None):
+            os.sched_setaffinity(0, self.original_cores)
 
 
 # --- driving ---------------------------------------------------------------------------------
@@ -532,7 +551,12 @@ async def run(
             )
     finally:
         await services.stop()
-    return summarise(events, concurrency, work, per_round, imports)
+    mine, theirs = services.cores or (None, None)
+    placement = {
+        "measured_on_cores": sorted(mine) if mine else None,
+        "services_on_cores": sorted(theirs) if theirs else None,
+    }
+    return summarise(events, concurrency, work, per_round, {**imports, **placement})
 
 
 def summarise(
@@ -540,7 +564,7 @@ def summarise(
     concurrency: int,
     work: Workload,
     per_round: list[dict[str, dict[str, Any]]],
-    imports: dict[str, Any],
+    extra: dict[str, Any],
 ) -> dict[str, Any]:
     def median(mode: str, key: str) -> float:
         return statistics.median(figures[mode][key] for figures in per_round)
@@ -562,7 +586,7 @@ def summarise(
         "upstream_connections": max(f["upstream_connections"] for f in per_round_mode(per_round, "relay")),
         "connector_limit": work.limit,
         "rss_growth_mb": round(max(f["rss_growth_mb"] for f in per_round_mode(per_round, "relay")), 2),
-        **imports,
+        **extra,
         "relay_batch_eps": round(median("relay_batch", "eps")),
         "batch_size": BATCH_SIZE,
         "batch_requests_in_flight": max(1, math.ceil(concurrency / work.batch_concurrency)),

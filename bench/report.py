@@ -38,10 +38,16 @@ def table(r: dict[str, Any]) -> str:
         ("relay: `events` function", r["relay_eps"], r["relay_p50_ms"], r["relay_p99_ms"]),
         ("naive function (bench/naive.py)", r["naive_eps"], r["naive_p50_ms"], r["naive_p99_ms"]),
     ]
+    placement = (
+        f"measured on core {', '.join(map(str, r['measured_on_cores']))}, upstream and Key Vault "
+        f"fakes on core {', '.join(map(str, r['services_on_cores']))}"
+        if r.get("measured_on_cores")
+        else "nothing pinned"
+    )
     lines = [
         f"{r['events']} events per mode and round, concurrency {r['concurrency']}, median of "
-        f"{r['rounds']} rounds; {r['cpu_count']} cores ({r['cpu_model']}), Python {r['python']}, "
-        f"aiohttp {r['aiohttp']}",
+        f"{r['rounds']} rounds; {r['cpu_count']} cores ({r['cpu_model']}), {placement}; "
+        f"Python {r['python']}, aiohttp {r['aiohttp']}",
         "",
         "| mode | events/s | p50 ms | p99 ms | vs bare |",
         "|---|---:|---:|---:|---:|",

@@ -6,7 +6,7 @@ import json
 import re
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii as _json_string
-from typing import Any
+from typing import Any, NamedTuple
 
 MAX_EVENT_BYTES = 64 * 1024
 MAX_BATCH_EVENTS = 100
@@ -51,9 +51,8 @@ class UnsupportedMediaType(BadRequest):
     """The body is declared as something other than JSON."""
 
 
-@dataclass(frozen=True, slots=True)
-class OpenEvent:
-    """A validated push interaction, in the canonical form CIJ receives."""
+class OpenEvent(NamedTuple):
+    """A validated push interaction, in the canonical form CIJ receives (immutable)."""
 
     tracking_id: str
     device_token: str

@@ -8,7 +8,7 @@ import math
 import random
 import ssl
 import time
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import aiohttp
 
@@ -43,8 +43,7 @@ class UpstreamUnavailable(Exception):
         self.status, self.retry_after = status, retry_after
 
 
-@dataclass(frozen=True)
-class Accepted:
+class Accepted(NamedTuple):
     """CIJ took the event."""
 
     upstream_status: int
@@ -85,13 +84,13 @@ class Forwarder:
 
     def __init__(self, max_connections: int, timeout: float) -> None:
         self._limit, self._timeout = max_connections, timeout
+        self._whole_budget = aiohttp.ClientTimeout(total=timeout)  # built once: most sends use it
         self._session: aiohttp.ClientSession | None = None
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(
                 limit=self._limit,
-                limit_per_host=self._limit,
                 keepalive_timeout=30,
                 ttl_dns_cache=300,
                 ssl=ssl.create_default_context(),
@@ -100,23 +99,28 @@ class Forwarder:
         return self._session
 
     async def send(self, target: Target, event: OpenEvent, deadline: float | None = None) -> Accepted:
-        """Post one event, retrying 408/429/5xx/network errors with backoff until `deadline`."""
-        loop = asyncio.get_running_loop()
-        deadline = deadline if deadline is not None else loop.time() + self._timeout
+        """Post one event, retrying 408/429/5xx/network errors with backoff until `deadline` (a
+        time.monotonic() value; default: FORWARD_TIMEOUT_SECONDS from now)."""
+        clock = time.monotonic
+        timeout: aiohttp.ClientTimeout | None = None
+        if deadline is None:  # the first attempt has the whole budget
+            deadline, timeout = clock() + self._timeout, self._whole_budget
         body = event.upstream_json()
         session, url = self._get_session(), target.events_url
         for attempt in range(1, MAX_ATTEMPTS + 1):
             status: int | None = None
             hint: float | None = None
             timed_out = False
-            remaining = deadline - loop.time()
             try:
-                if remaining <= 0:
-                    raise TimeoutError
-                async with session.post(
-                    url, data=body, timeout=aiohttp.ClientTimeout(total=remaining)
-                ) as resp:
-                    status, hint = resp.status, parse_retry_after(resp.headers.get("Retry-After"))
+                if timeout is None:
+                    remaining = deadline - clock()
+                    if remaining <= 0:
+                        raise TimeoutError
+                    timeout = aiohttp.ClientTimeout(total=remaining)
+                async with session.post(url, data=body, timeout=timeout) as resp:
+                    status = resp.status
+                    if status >= 300:
+                        hint = parse_retry_after(resp.headers.get("Retry-After"))
                     await resp.read()  # drain so the connection returns to the pool
             except TimeoutError:
                 timed_out = True
@@ -129,7 +133,7 @@ class Forwarder:
             if status is not None and status != 408 and status != 429 and status < 500:
                 raise UpstreamMisconfigured(status)
             delay = hint if hint is not None else backoff(attempt)
-            if attempt == MAX_ATTEMPTS or loop.time() + delay >= deadline:
+            if attempt == MAX_ATTEMPTS or clock() + delay >= deadline:
                 reason = "timed out" if timed_out else f"HTTP {status}" if status else "connection failed"
                 retry_after = math.ceil(hint) if hint else DEFAULT_RETRY_AFTER
                 raise UpstreamUnavailable(
@@ -137,6 +141,7 @@ class Forwarder:
                     f"CIJ unavailable after {attempt} attempt(s): {reason}",
                     max(1, retry_after),
                 )
+            timeout = None  # later attempts get what is left of the deadline
             await asyncio.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 

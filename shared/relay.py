@@ -55,7 +55,7 @@ class Relay:
         started, received_at = time.perf_counter(), time.time()
         attempts, outcome = 0, "accepted"
         try:
-            target = await self.resolver.get()
+            target = self.resolver.fresh() or await self.resolver.get()
             attempts = (await self.forwarder.send(target, event, deadline)).attempts
             reply = accepted()
         except _RETRYABLE as exc:
@@ -105,7 +105,7 @@ class Relay:
             items = parse_batch(body, content_type)
         except BadRequest as exc:
             return from_error(exc)
-        deadline = asyncio.get_running_loop().time() + self.settings.forward_timeout
+        deadline = time.monotonic() + self.settings.forward_timeout
         gate = asyncio.Semaphore(self.settings.batch_concurrency)
 
         async def one(item: OpenEvent | InvalidEvent) -> Reply:
@@ -162,24 +162,57 @@ class Relay:
             await self.queue.close()
 
 
+class Unconfigured:
+    """Stands in for the relay while its settings are invalid: every HTTP route answers 503
+    (settings-invalid, with Retry-After) and queued events stay queued for the host to retry."""
+
+    def __init__(self, error: ConfigError) -> None:
+        self.error, self._reply = error, from_error(error)
+
+    async def handle_event(self, body: bytes, content_type: str | None) -> Reply:
+        """503: nothing is forwarded without valid settings."""
+        return self._reply
+
+    async def handle_batch(self, body: bytes, content_type: str | None) -> Reply:
+        """503, as for a single event."""
+        return self._reply
+
+    async def health(self) -> Reply:
+        """503: the relay cannot work until its settings are fixed."""
+        return self._reply
+
+    async def redeliver(self, message: bytes) -> None:
+        """Leave the message queued: the host retries it."""
+        raise RedeliveryFailed(f"relay settings invalid: {self.error}")
+
+
 _relay: Relay | None = None
 _relay_loop: asyncio.AbstractEventLoop | None = None
+_reported: str | None = None  # the last settings error logged, so that it is logged once
 
 
-def current() -> Relay:
-    """The relay bound to the running loop, built on first use (never at import)."""
-    global _relay, _relay_loop
+def current() -> Relay | Unconfigured:
+    """The relay bound to the running loop, built on first use (never at import); while the
+    settings are invalid, a stand-in that refuses work (they are read again on the next call)."""
+    global _relay, _relay_loop, _reported
     loop = asyncio.get_running_loop()
     if _relay is None or _relay_loop is not loop:
         # A relay from another loop cannot be reused (its session is bound to that loop).
-        _relay, _relay_loop = Relay(settings_module.load()), loop
+        try:
+            settings = settings_module.load()
+        except ConfigError as exc:
+            if str(exc) != _reported:
+                log.error("relay settings invalid, answering 503 until fixed: %s", exc)
+                _reported = str(exc)
+            return Unconfigured(exc)
+        _relay, _relay_loop = Relay(settings), loop
     return _relay
 
 
 async def reset() -> None:
     """Close and forget the current relay (tests, shutdown); the next call builds a new one."""
-    global _relay, _relay_loop
-    relay, _relay, _relay_loop = _relay, None, None
+    global _relay, _relay_loop, _reported
+    relay, _relay, _relay_loop, _reported = _relay, None, None, None
     if relay is not None:
         try:
             await relay.aclose()
@@ -187,4 +220,4 @@ async def reset() -> None:
             pass
 
 
-__all__ = ["ConfigError", "RedeliveryFailed", "Relay", "current", "fingerprint", "reset"]
+__all__ = ["RedeliveryFailed", "Relay", "Unconfigured", "current", "fingerprint", "reset"]

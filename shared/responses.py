@@ -50,14 +50,15 @@ def problem(
 
 
 # The answer to almost every request: built (and, through _encoded, serialised) once.
-_ACCEPTED = Reply(202, {"status": "accepted"})
+ACCEPTED = Reply(202, {"status": "accepted"})
 
 
 def accepted(queued: bool = False) -> Reply:
-    """202: CIJ took the event, or (queued) it is stored and will be delivered."""
+    """202: CIJ took the event (always the ACCEPTED object), or (queued) it is stored and will be
+    delivered."""
     if queued:
         return Reply(202, {"status": "queued"}, {"X-Delivery": "queued"})
-    return _ACCEPTED
+    return ACCEPTED
 
 
 def from_error(exc: BaseException) -> Reply:

@@ -10,6 +10,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Protocol
 from urllib.parse import urlsplit
 
@@ -42,9 +43,9 @@ class Target:
     org_id: str
     base_url: str
 
-    @property
+    @cached_property
     def events_url(self) -> str:
-        """The CIJ push data receiver URL for this org."""
+        """The CIJ push data receiver URL for this org (built once per target)."""
         return f"{self.base_url}api/v1.0/orgs/{self.org_id}/pushdatareceiver/events"
 
 
@@ -127,11 +128,18 @@ class TargetResolver:
         self._failures = 0
         self._inflight: asyncio.Task[Target] | None = None
 
+    def fresh(self) -> Target | None:
+        """The cached target while it is younger than the TTL, without awaiting; else None."""
+        if self._target is not None and self._clock() - self._fetched_at < self._settings.secret_cache_ttl:
+            return self._target
+        return None
+
     async def get(self) -> Target:
         """The current target, refreshed when older than the TTL."""
+        target = self.fresh()
+        if target is not None:
+            return target
         now = self._clock()
-        if self._target is not None and now - self._fetched_at < self._settings.secret_cache_ttl:
-            return self._target
         if now < self._next_try:  # a recent refresh failed: do not hammer the source
             return self._fallback(
                 now,

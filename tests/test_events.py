@@ -161,8 +161,8 @@ def test_body_over_64_kib_is_too_large():
             OpenEvent(GUID, "fcm:APA91b-_x", 1),
         ),
         (
-            b' {\n  "TrackingId" : "%s",\r\n\t"DeviceToken": "!#$[]~",  "PushNotificationStatus" :"cLiCkEd"}\n'
-            % GUID.lower().encode(),
+            b' {\n  "TrackingId" : "%s",\r\n\t"DeviceToken": "!#$[]~",  '
+            b'"PushNotificationStatus" :"cLiCkEd"}\n' % GUID.lower().encode(),
             OpenEvent(GUID.lower(), "!#$[]~", 0),
         ),
         (
@@ -202,7 +202,8 @@ def test_other_shapes_are_left_to_the_general_path(raw, accepted):
 
 
 def test_the_all_zero_guid_is_refused_with_its_reason_on_the_fast_path_shape():
-    raw = b'{"TrackingId":"00000000-0000-0000-0000-000000000000","DeviceToken":"a","PushNotificationStatus":1}'
+    zero = b"00000000-0000-0000-0000-000000000000"
+    raw = b'{"TrackingId":"%s","DeviceToken":"a","PushNotificationStatus":1}' % zero
     assert read_canonical(raw) is None
     with pytest.raises(InvalidEvent, match="all-zero"):
         parse_event(raw)

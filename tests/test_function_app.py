@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 
-from tests.conftest import CLIENT_ID, ORG_ID, call, new_event, problem
+import azure.functions as func
+import pytest
+from azure.functions.http import HttpResponseConverter
+
+from shared.relay import RedeliveryFailed
+from tests.conftest import CLIENT_ID, FUNCTIONS, ORG_ID, call, new_event, problem
 
 
 async def test_open_event_is_forwarded_and_202_mirrored(kv_env, cij, identity):
@@ -84,6 +90,40 @@ async def test_invalid_settings_answer_503_not_500(monkeypatch, static_env):
     monkeypatch.setenv("FORWARD_TIMEOUT_SECONDS", "soon")
     response = await call("events", new_event())
     assert response.status_code == 503 and "Retry-After" in response.headers
+
+
+async def test_invalid_settings_refuse_every_route_log_once_and_keep_queued_events(
+    monkeypatch, static_env, caplog
+):
+    monkeypatch.setenv("BATCH_CONCURRENCY", "0")
+    with caplog.at_level(logging.ERROR, logger="cij_relay"):
+        answers = [
+            await call("events", new_event()),
+            await call("events/batch", [new_event()]),
+            await call("health", method="GET"),
+        ]
+        with pytest.raises(RedeliveryFailed):  # the host keeps the message and retries it
+            await FUNCTIONS["redeliver"](func.QueueMessage(id="m", body=json.dumps(new_event()).encode()))
+    assert [(a.status_code, problem(a)["type"].rsplit(":", 1)[1]) for a in answers] == [
+        (503, "settings-invalid")
+    ] * 3
+    assert [r.getMessage() for r in caplog.records] == [
+        "relay settings invalid, answering 503 until fixed: "
+        "BATCH_CONCURRENCY must be between 1 and 100, got 0"
+    ]
+    assert static_env.requests == 0
+
+    monkeypatch.setenv("BATCH_CONCURRENCY", "10")  # fixed: read again on the next call
+    assert (await call("events", new_event())).status_code == 202
+
+
+async def test_the_shared_202_is_left_unchanged_by_the_hosts_encoder(static_env):
+    first, second = await call("events", new_event()), await call("events", new_event())
+    headers = list(second.headers.items())
+    encoded = HttpResponseConverter.encode(first, expected_type=None)
+    assert list(second.headers.items()) == headers == [("Content-Type", "application/json")]
+    assert encoded.value["status_code"].value == "202"
+    assert encoded.value["body"].value == b'{"status":"accepted"}'
 
 
 async def test_cij_unavailable_after_retries_is_5xx_with_retry_after(static_env):

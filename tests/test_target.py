@@ -130,6 +130,17 @@ async def test_rotation_is_picked_up_after_the_ttl_not_before():
     assert (await r.get()).org_id == ROTATED[0] and source.reads == 2
 
 
+async def test_fresh_gives_the_cached_target_only_within_the_ttl_and_never_reads():
+    clock, source = Clock(), CountingSource(GOOD, ROTATED)
+    r = resolver(source, clock)
+    assert r.fresh() is None  # nothing read yet
+    target = await r.get()
+    clock.now += 599
+    assert r.fresh() is target
+    clock.now += 2
+    assert r.fresh() is None and source.reads == 1  # stale: `get` must refresh it
+
+
 async def test_stale_values_serve_while_refresh_fails_then_expire_after_24h(caplog):
     clock, source = Clock(), CountingSource(GOOD, RuntimeError("vault down"))
     r = resolver(source, clock)
