@@ -88,7 +88,7 @@ _DECODER = json.JSONDecoder(object_pairs_hook=_reject_duplicates)
 
 def check_media_type(content_type: str | None) -> None:
     """Accept a missing Content-Type or any JSON media type; refuse the rest."""
-    if not content_type:
+    if not content_type or content_type == "application/json":  # what nearly every app sends
         return
     media = content_type.split(";", 1)[0].strip().lower()
     if media not in _JSON_TYPES and not (media.startswith("application/") and media.endswith("+json")):

@@ -95,7 +95,14 @@ class Forwarder:
                 ttl_dns_cache=300,
                 ssl=ssl.create_default_context(),
             )  # honours SSL_CERT_FILE
-            self._session = aiohttp.ClientSession(connector=connector, headers=_HEADERS)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                headers=_HEADERS,
+                # No cookie jar: a cookie CIJ sets while taking one device's event must not ride
+                # along with every other device's; answers are drained unread, so not decompressed.
+                cookie_jar=aiohttp.DummyCookieJar(),
+                auto_decompress=False,
+            )
         return self._session
 
     async def send(self, target: Target, event: OpenEvent, deadline: float | None = None) -> Accepted:

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import logging
 import time
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 
 from . import settings as settings_module
@@ -19,6 +20,11 @@ from .target import SecretSource, StaticSource, TargetResolver, TargetUnavailabl
 log = logging.getLogger("cij_relay")
 
 _RETRYABLE = (UpstreamUnavailable, TargetUnavailable)
+
+
+async def _ready(reply: Reply) -> Reply:
+    """`reply`, as an awaitable."""
+    return reply
 
 
 class RedeliveryFailed(Exception):
@@ -91,13 +97,13 @@ class Relay:
             return from_error(exc), "unavailable"
         return accepted(queued=True), "queued"
 
-    async def handle_event(self, body: bytes, content_type: str | None) -> Reply:
-        """`POST /api/events`."""
+    def handle_event(self, body: bytes, content_type: str | None) -> Awaitable[Reply]:
+        """`POST /api/events`. Returns `deliver`'s coroutine itself: one coroutine less per event."""
         try:
             event = parse_event(body, content_type)
         except BadRequest as exc:
-            return from_error(exc)
-        return await self.deliver(event)
+            return _ready(from_error(exc))
+        return self.deliver(event)
 
     async def handle_batch(self, body: bytes, content_type: str | None) -> Reply:
         """`POST /api/events/batch`: per-item results in request order, one shared deadline."""

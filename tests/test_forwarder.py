@@ -52,6 +52,14 @@ async def test_202_is_accepted_with_the_exact_body(send, cij):
     assert cij.content_types == ["application/json"]
 
 
+async def test_no_cookie_is_carried_from_one_event_to_the_next(send, cij):
+    cij.then("202+cookie", "202")
+    by_name = Target(ORG_ID, cij.url.replace("127.0.0.1", "localhost"))  # cookie jars skip IP hosts
+    await send.forwarder.send(by_name, EVENT)
+    await send.forwarder.send(by_name, EVENT)
+    assert cij.cookies == [None, None]  # a cookie CIJ set for one device's event is not replayed
+
+
 async def test_400_is_rejected_without_retry(send, cij):
     cij.then("400")
     with pytest.raises(UpstreamRejected):

@@ -12,13 +12,15 @@ from devserver.emulator import ROUTE, Emulator
 
 class FakeCIJ(Emulator):
     """Answers per the contract, unless a scripted answer is queued: "400", "401", "404", "429:<s>",
-    "503", "500", "hang", "reset". `default` replaces the contract for every request when set."""
+    "503", "500", "hang", "reset", any of them with "+cookie" (sets an affinity cookie). `default`
+    replaces the contract for every request when set."""
 
     def __init__(self, org_id: str) -> None:
         super().__init__(org_id)
         self.script: deque[str] = deque()
         self.default: str | None = None
         self.content_types: list[str] = []
+        self.cookies: list[str | None] = []  # the Cookie header of each request
         self.connections: set[int] = set()
 
     def then(self, *answers: str) -> FakeCIJ:
@@ -28,6 +30,7 @@ class FakeCIJ(Emulator):
 
     async def receive(self, request: web.Request) -> web.StreamResponse:
         self.content_types.append(request.headers.get("Content-Type", ""))
+        self.cookies.append(request.headers.get("Cookie"))
         if request.transport is not None:
             self.connections.add(id(request.transport))
         answer = self.script.popleft() if self.script else self.default
@@ -41,8 +44,11 @@ class FakeCIJ(Emulator):
             assert request.transport is not None
             request.transport.abort()
             return web.Response(status=500)  # never reaches the client
+        answer, _, extra = answer.partition("+")
         status, _, retry_after = answer.partition(":")
         headers = {"Retry-After": retry_after} if retry_after else {}
+        if extra == "cookie":
+            headers["Set-Cookie"] = "ARRAffinity=instance-7; Path=/"
         return web.Response(status=int(status), headers=headers)
 
     def app(self) -> web.Application:
