@@ -180,20 +180,22 @@ _CANONICAL = re.compile(
         rf' \{{ "TrackingId" : "({_GUID.pattern})" ,'
         rf' "DeviceToken" : "([!#-\[\]-~]{{1,{MAX_TOKEN_CHARS}}})" ,'
         r' "PushNotificationStatus" : (0|1|"(?:0|1|(?i:opened|clicked))") \} '
-    )
-    .replace(" ", r"[ \t\n\r]*")
-    .encode()
+    ).replace(" ", r"[ \t\n\r]*"),
+    re.ASCII,
 )
-_ZERO_GUID_BYTES = _ZERO_GUID.encode()
+_STATUS_LITERALS = {"1": 1, "0": 0}
 
 
 def read_canonical(body: bytes) -> OpenEvent | None:
     """The event when `body` has the canonical shape, else None (the general path decides)."""
-    match = _CANONICAL.fullmatch(body)
-    if match is None or match[1] == _ZERO_GUID_BYTES:
+    # Latin-1 maps each byte to one character and cannot fail; the pattern matches ASCII only.
+    match = _CANONICAL.fullmatch(body.decode("latin-1"))
+    if match is None or match[1] == _ZERO_GUID:
         return None
-    status = _STATUS_WORDS[match[3].strip(b'"').decode().lower()]
-    return OpenEvent(match[1].decode(), match[2].decode(), status)
+    status = _STATUS_LITERALS.get(match[3])
+    if status is None:
+        status = _STATUS_WORDS[match[3].strip('"').lower()]
+    return OpenEvent(match[1], match[2], status)
 
 
 def parse_event(body: bytes, content_type: str | None = None) -> OpenEvent:

@@ -8,7 +8,6 @@ import math
 import random
 import ssl
 import time
-from typing import NamedTuple
 
 import aiohttp
 
@@ -41,13 +40,6 @@ class UpstreamUnavailable(Exception):
     def __init__(self, status: int, reason: str, retry_after: int) -> None:
         super().__init__(reason)
         self.status, self.retry_after = status, retry_after
-
-
-class Accepted(NamedTuple):
-    """CIJ took the event."""
-
-    upstream_status: int
-    attempts: int
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -87,33 +79,34 @@ class Forwarder:
         self._whole_budget = aiohttp.ClientTimeout(total=timeout)  # built once: most sends use it
         self._session: aiohttp.ClientSession | None = None
 
-    def _get_session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(
-                limit=self._limit,
-                keepalive_timeout=30,
-                ttl_dns_cache=300,
-                ssl=ssl.create_default_context(),
-            )  # honours SSL_CERT_FILE
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                headers=_HEADERS,
-                # No cookie jar: a cookie CIJ sets while taking one device's event must not ride
-                # along with every other device's; answers are drained unread, so not decompressed.
-                cookie_jar=aiohttp.DummyCookieJar(),
-                auto_decompress=False,
-            )
+    def _open_session(self) -> aiohttp.ClientSession:
+        """Create the pooled session on the running loop (on first use, and after close())."""
+        connector = aiohttp.TCPConnector(
+            limit=self._limit,
+            keepalive_timeout=30,
+            ttl_dns_cache=300,
+            ssl=ssl.create_default_context(),  # honours SSL_CERT_FILE
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            headers=_HEADERS,
+            # No cookie jar: a cookie CIJ sets while taking one device's event must not ride along
+            # with every other device's; answers are drained unread, so never decompressed.
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=False,
+        )
         return self._session
 
-    async def send(self, target: Target, event: OpenEvent, deadline: float | None = None) -> Accepted:
+    async def send(self, target: Target, event: OpenEvent, deadline: float | None = None) -> int:
         """Post one event, retrying 408/429/5xx/network errors with backoff until `deadline` (a
-        time.monotonic() value; default: FORWARD_TIMEOUT_SECONDS from now)."""
+        time.monotonic() value; default: FORWARD_TIMEOUT_SECONDS from now). Returns the number of
+        attempts CIJ's 2xx took."""
         clock = time.monotonic
         timeout: aiohttp.ClientTimeout | None = None
         if deadline is None:  # the first attempt has the whole budget
             deadline, timeout = clock() + self._timeout, self._whole_budget
         body = event.upstream_json()
-        session, url = self._get_session(), target.events_url
+        session, url = self._session or self._open_session(), target.events_url
         for attempt in range(1, MAX_ATTEMPTS + 1):
             status: int | None = None
             hint: float | None = None
@@ -134,7 +127,7 @@ class Forwarder:
             except aiohttp.ClientError:
                 pass  # connection refused/reset: retryable
             if status is not None and 200 <= status < 300:
-                return Accepted(status, attempt)
+                return attempt
             if status == 400:
                 raise UpstreamRejected("CIJ rejected the event")
             if status is not None and status != 408 and status != 429 and status < 500:

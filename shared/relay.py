@@ -13,7 +13,7 @@ from . import settings as settings_module
 from .delivery_queue import DeliveryQueue, EnqueueFailed, decode_message
 from .events import BadRequest, InvalidEvent, OpenEvent, parse_batch, parse_event
 from .forwarder import Forwarder, UpstreamMisconfigured, UpstreamRejected, UpstreamUnavailable
-from .responses import Reply, accepted, from_error
+from .responses import ACCEPTED, Reply, accepted, from_error
 from .settings import ConfigError, Settings
 from .target import SecretSource, StaticSource, TargetResolver, TargetUnavailable
 
@@ -62,8 +62,8 @@ class Relay:
         attempts, outcome = 0, "accepted"
         try:
             target = self.resolver.fresh() or await self.resolver.get()
-            attempts = (await self.forwarder.send(target, event, deadline)).attempts
-            reply = accepted()
+            attempts = await self.forwarder.send(target, event, deadline)
+            reply = ACCEPTED
         except _RETRYABLE as exc:
             reply, outcome = await self._fall_back(event, received_at, exc)
         except UpstreamRejected as exc:
@@ -151,14 +151,14 @@ class Relay:
         tag = (event.tracking_id, fingerprint(event.device_token), received_at)
         try:
             target = await self.resolver.get()
-            accepted_ = await self.forwarder.send(target, event)
+            attempts = await self.forwarder.send(target, event)
         except UpstreamRejected:
             log.warning("redelivery dropped: CIJ answered 400 tracking_id=%s device=%s received_at=%s", *tag)
             return
         except (UpstreamUnavailable, UpstreamMisconfigured, TargetUnavailable) as exc:
             log.warning("redelivery failed, the host will retry: %s tracking_id=%s", exc, tag[0])
             raise RedeliveryFailed(str(exc)) from None
-        log.info("redelivered tracking_id=%s device=%s received_at=%s attempts=%d", *tag, accepted_.attempts)
+        log.info("redelivered tracking_id=%s device=%s received_at=%s attempts=%d", *tag, attempts)
 
     async def aclose(self) -> None:
         """Close the HTTP pool, the target source and the queue client."""

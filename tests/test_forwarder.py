@@ -11,7 +11,6 @@ import pytest
 from shared.events import OpenEvent
 from shared.forwarder import (
     MAX_ATTEMPTS,
-    Accepted,
     Forwarder,
     UpstreamMisconfigured,
     UpstreamRejected,
@@ -45,7 +44,7 @@ async def send(cij):
 
 
 async def test_202_is_accepted_with_the_exact_body(send, cij):
-    assert await send() == Accepted(202, 1)
+    assert await send() == 1  # attempts
     assert cij.received == [
         {"TrackingId": EVENT.tracking_id, "DeviceToken": "token-1", "PushNotificationStatus": 1}
     ]
@@ -78,7 +77,7 @@ async def test_other_4xx_and_3xx_mean_misconfigured_without_retry(send, cij, sta
 @pytest.mark.parametrize("failure", ["503", "500", "502", "408", "429:0", "reset"])
 async def test_transient_failures_are_retried_then_accepted(send, cij, failure):
     cij.then(failure, failure)
-    assert await send() == Accepted(202, 3)
+    assert await send() == 3
     assert len(cij.received) == 1
 
 
@@ -104,7 +103,7 @@ async def test_retry_after_beyond_the_deadline_stops_early_and_is_passed_on(send
 async def test_short_retry_after_is_honoured(send, cij):
     cij.then("503:1")
     started = time.monotonic()
-    assert (await send()).attempts == 2
+    assert await send() == 2
     assert time.monotonic() - started >= 0.9  # waited as told before the second attempt
 
 
@@ -134,7 +133,8 @@ async def test_the_session_survives_an_upstream_restart(send, cij):
     port = cij.served.port
     await cij.served.stop()
     await cij.served.start(port)
-    assert (await send()).upstream_status == 202
+    assert await send() >= 1  # accepted, over a new connection if the pooled one was dead
+    assert len(cij.received) == 2
 
 
 def test_retry_after_parsing():
