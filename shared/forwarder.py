@@ -106,7 +106,8 @@ class Forwarder:
         if deadline is None:  # the first attempt has the whole budget
             deadline, timeout = clock() + self._timeout, self._whole_budget
         body = event.upstream_json()
-        session, url = self._session or self._open_session(), target.events_url
+        session = self._session if self._session is not None else self._open_session()
+        url = target.events_url
         for attempt in range(1, MAX_ATTEMPTS + 1):
             status: int | None = None
             hint: float | None = None
