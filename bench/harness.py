@@ -367,9 +367,10 @@ async def bare_and_relay(services: Services, work: Workload) -> dict[str, dict[s
         "relay": invoker(routes()["events"]),
     }
     # Each mode's warm-up items and timed slices: bodies for bare, the host's requests for relay.
+    slices = work.slices()
     items = {
-        "bare": (work.warmup, work.slices()),
-        "relay": (host_requests(work.warmup, "events"), [host_requests(p, "events") for p in work.slices()]),
+        "bare": (work.warmup, slices),
+        "relay": (host_requests(work.warmup, "events"), [host_requests(p, "events") for p in slices]),
     }
     tallies = {"bare": Tally(), "relay": Tally()}
     try:
@@ -380,7 +381,7 @@ async def bare_and_relay(services: Services, work: Workload) -> dict[str, dict[s
                     services, tallies[mode], call, warmup, work.concurrency, len(warmup), timed=False
                 )
             rss_before = snapshot_rss()
-            for i in range(len(work.slices())):
+            for i in range(len(slices)):
                 order = ("bare", "relay") if i % 2 == 0 else ("relay", "bare")
                 for mode in order:
                     part = items[mode][1][i]

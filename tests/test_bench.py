@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -50,3 +51,9 @@ def test_a_short_run_reports_every_figure_and_loses_no_event():
     assert result["upstream_received_total"] == result["sent_total"] > 0
     assert result["failed"] == 0
     assert result["import_network_calls"] == 0
+    # With two or more cores the services run on cores the measured process does not use.
+    if len(os.sched_getaffinity(0)) > 1:
+        assert result["measured_on_cores"] and result["services_on_cores"]
+        assert set(result["measured_on_cores"]).isdisjoint(result["services_on_cores"])
+    else:
+        assert result["measured_on_cores"] is None
