@@ -74,6 +74,14 @@ async def test_other_4xx_and_3xx_mean_misconfigured_without_retry(send, cij, sta
     assert info.value.upstream_status == int(status) and cij.requests == 1
 
 
+@pytest.mark.parametrize("status", ["301", "302", "307", "308"])
+async def test_redirects_are_not_followed(send, cij, status):
+    cij.then(f"{status}+redirect")
+    with pytest.raises(UpstreamMisconfigured) as info:  # events go to the checked endpoint or nowhere
+        await send()
+    assert info.value.upstream_status == int(status) and cij.strays == []
+
+
 @pytest.mark.parametrize("failure", ["503", "500", "502", "408", "429:0", "reset"])
 async def test_transient_failures_are_retried_then_accepted(send, cij, failure):
     cij.then(failure, failure)

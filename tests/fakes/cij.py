@@ -12,8 +12,9 @@ from devserver.emulator import ROUTE, Emulator
 
 class FakeCIJ(Emulator):
     """Answers per the contract, unless a scripted answer is queued: "400", "401", "404", "429:<s>",
-    "503", "500", "hang", "reset", any of them with "+cookie" (sets an affinity cookie). `default`
-    replaces the contract for every request when set."""
+    "503", "500", "hang", "reset", any of them with "+cookie" (sets an affinity cookie) or
+    "+redirect" (a Location elsewhere on this server). `default` replaces the contract for every
+    request when set. Requests to any other path are recorded in `strays`."""
 
     def __init__(self, org_id: str) -> None:
         super().__init__(org_id)
@@ -21,6 +22,7 @@ class FakeCIJ(Emulator):
         self.default: str | None = None
         self.content_types: list[str] = []
         self.cookies: list[str | None] = []  # the Cookie header of each request
+        self.strays: list[str] = []  # paths requested other than the receiver's
         self.connections: set[int] = set()
 
     def then(self, *answers: str) -> FakeCIJ:
@@ -49,9 +51,16 @@ class FakeCIJ(Emulator):
         headers = {"Retry-After": retry_after} if retry_after else {}
         if extra == "cookie":
             headers["Set-Cookie"] = "ARRAffinity=instance-7; Path=/"
+        if extra == "redirect":
+            headers["Location"] = "/elsewhere"
         return web.Response(status=int(status), headers=headers)
+
+    async def stray(self, request: web.Request) -> web.StreamResponse:
+        self.strays.append(request.path)
+        return web.Response(status=202)
 
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post(ROUTE, self.receive)
+        app.router.add_route("*", "/{tail:.*}", self.stray)
         return app
