@@ -119,6 +119,7 @@ async def test_invalid_settings_refuse_every_route_log_once_and_keep_queued_even
 
 async def test_the_shared_202_is_left_unchanged_by_the_hosts_encoder(static_env):
     first, second = await call("events", new_event()), await call("events", new_event())
+    assert first is second  # one object answers every accepted event
     headers = list(second.headers.items())
     encoded = HttpResponseConverter.encode(first, expected_type=None)
     assert list(second.headers.items()) == headers == [("Content-Type", "application/json")]
