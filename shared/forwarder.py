@@ -125,9 +125,10 @@ class Forwarder:
                     status = resp.status
                     if status >= 300:
                         hint = parse_retry_after(resp.headers.get("Retry-After"))
-                    await resp.read()  # drain so the connection returns to the pool
-                finally:
+                    await resp.read()  # drained: the connection is back in the pool
+                except BaseException:
                     resp.release()
+                    raise
             except TimeoutError:
                 timed_out = True
             except aiohttp.ClientError:
