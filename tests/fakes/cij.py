@@ -57,7 +57,7 @@ class FakeCIJ(Emulator):
 
     async def stray(self, request: web.Request) -> web.StreamResponse:
         self.strays.append(request.path)
-        return web.Response(status=202)
+        return web.Response(status=404)
 
     def app(self) -> web.Application:
         app = web.Application()
