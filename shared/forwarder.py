@@ -15,6 +15,9 @@ from .events import OpenEvent
 from .target import Target
 
 MAX_ATTEMPTS = 4
+# A retry is only made if, after its backoff, at least this much of the deadline is left: an attempt
+# with a few milliseconds would only time out and hide why the previous one failed.
+MIN_ATTEMPT_SECONDS = 0.05
 BACKOFF_BASE, BACKOFF_CAP = 0.2, 2.0
 DEFAULT_RETRY_AFTER = 5
 MAX_RETRY_AFTER = 3600
@@ -140,7 +143,7 @@ class Forwarder:
             if status is not None and status != 408 and status != 429 and status < 500:
                 raise UpstreamMisconfigured(status)
             delay = hint if hint is not None else backoff(attempt)
-            if attempt == MAX_ATTEMPTS or clock() + delay >= deadline:
+            if attempt == MAX_ATTEMPTS or clock() + delay + MIN_ATTEMPT_SECONDS >= deadline:
                 reason = "timed out" if timed_out else f"HTTP {status}" if status else "connection failed"
                 retry_after = math.ceil(hint) if hint else DEFAULT_RETRY_AFTER
                 raise UpstreamUnavailable(

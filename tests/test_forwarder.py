@@ -108,6 +108,14 @@ async def test_retry_after_beyond_the_deadline_stops_early_and_is_passed_on(send
     assert (info.value.status, info.value.retry_after, cij.requests) == (503, 30, 1)
 
 
+async def test_no_retry_is_squeezed_into_the_last_moments_of_the_deadline(send, cij, monkeypatch):
+    monkeypatch.setattr("shared.forwarder.backoff", lambda attempt: 0.47)
+    cij.then("503")
+    with pytest.raises(UpstreamUnavailable) as info:  # 0.03 s would be left after the backoff
+        await send(deadline=time.monotonic() + 0.5)
+    assert (info.value.status, cij.requests) == (503, 1)  # CIJ's own answer, not a made-up timeout
+
+
 async def test_short_retry_after_is_honoured(send, cij):
     cij.then("503:1")
     started = time.monotonic()
