@@ -13,7 +13,8 @@ MAX_BATCH_EVENTS = 100
 MAX_BATCH_BYTES = MAX_BATCH_EVENTS * MAX_EVENT_BYTES
 MAX_TOKEN_CHARS = 4096
 
-_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+# A GUID in 8-4-4-4-12 form: TrackingIds here, the org ID in target.py.
+GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _ZERO_GUID = "00000000-0000-0000-0000-000000000000"
 _STATUS_WORDS = {"1": 1, "opened": 1, "0": 0, "clicked": 0}
 _JSON_TYPES = ("application/json", "text/json")
@@ -113,7 +114,7 @@ def decode_json(body: bytes, limit: int) -> Any:
 
 
 def _tracking_id(value: Any) -> str:
-    if not isinstance(value, str) or not _GUID.fullmatch(value):
+    if not isinstance(value, str) or not GUID.fullmatch(value):
         raise ValueError("must be a GUID string in 8-4-4-4-12 form")
     if value == _ZERO_GUID:
         raise ValueError("must not be the all-zero GUID (CIJ test sends are not tracked)")
@@ -177,7 +178,7 @@ def validate_event(obj: Any) -> OpenEvent:
 # event with the same meaning (a property test holds the two ways equal on near-canonical bodies).
 _CANONICAL = re.compile(
     (  # each space: optional JSON whitespace; token: printable ASCII but space, quote, backslash
-        rf' \{{ "TrackingId" : "({_GUID.pattern})" ,'
+        rf' \{{ "TrackingId" : "({GUID.pattern})" ,'
         rf' "DeviceToken" : "([!#-\[\]-~]{{1,{MAX_TOKEN_CHARS}}})" ,'
         r' "PushNotificationStatus" : (0|1|"(?:0|1|(?i:opened|clicked))") \} '
     ).replace(" ", r"[ \t\n\r]*"),

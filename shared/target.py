@@ -6,7 +6,6 @@ import asyncio
 import fnmatch
 import ipaddress
 import logging
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,11 +13,11 @@ from functools import cached_property
 from typing import Protocol
 from urllib.parse import urlsplit
 
+from .events import GUID
 from .settings import Settings
 
 log = logging.getLogger("cij_relay.target")
 
-_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 STALE_MAX_SECONDS = 24 * 3600
 READ_TIMEOUT_SECONDS = 5.0  # one refresh, both secrets, SDK retries included
 _RETRY_FLOOR, _RETRY_CAP = 1.0, 60.0
@@ -84,7 +83,7 @@ def normalise_endpoint(raw: str, allowed_hosts: tuple[str, ...]) -> str:
 def validate_org_id(raw: str) -> str:
     """Return the org ID if it is a GUID."""
     value = raw.strip()
-    if not _GUID.fullmatch(value):
+    if not GUID.fullmatch(value):
         raise InvalidTarget("org ID is not a GUID")
     return value
 
