@@ -18,7 +18,9 @@ from typing import Any
 
 from aiohttp import web
 
+from shared import settings as settings_module
 from shared.events import MAX_BATCH_BYTES, MAX_EVENT_BYTES
+from shared.settings import ConfigError
 
 from .emulator import Emulator, start
 
@@ -117,7 +119,11 @@ def _print_banner(port: int, emulated: bool) -> None:
 async def serve(host: str, port: int, emulator_port: int) -> None:
     """Start the optional emulator and the relay, then run until cancelled."""
     load_local_settings()
-    emulated = not (os.environ.get("KEY_VAULT_URL") or os.environ.get("CIJ_PUBLIC_ENDPOINT"))
+    try:  # read as the relay reads them (blank = unset), so both agree on whether a target is set
+        configured = settings_module.load()
+        emulated = not (configured.key_vault_url or configured.public_endpoint)
+    except ConfigError:
+        emulated = False  # the relay answers 503 and logs which setting is wrong
     if emulated:
         org_id = str(uuid.uuid4())
 
@@ -132,7 +138,8 @@ async def serve(host: str, port: int, emulator_port: int) -> None:
         os.environ.update(
             CIJ_ORG_ID=org_id,
             CIJ_PUBLIC_ENDPOINT=f"http://{host}:{bound}/",
-            CIJ_ALLOWED_HOSTS=os.environ.get("CIJ_ALLOWED_HOSTS") or host,
+            # The emulator's host is allowed alongside any patterns already set.
+            CIJ_ALLOWED_HOSTS=",".join(filter(None, (os.environ.get("CIJ_ALLOWED_HOSTS", "").strip(), host))),
         )
         print(f"CIJ emulator on http://{host}:{bound}/ (report: GET /_emulator/received)", flush=True)
     runner = web.AppRunner(build_app(), access_log=None)

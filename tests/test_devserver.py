@@ -6,20 +6,17 @@ import json
 import os
 import re
 import shlex
-import socket
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import new_event
+from tests.helpers_devserver import DevServer, free_port
+
 ROOT = Path(__file__).parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -60,8 +57,6 @@ def test_the_printed_curl_line_returns_202_from_the_emulator(served):
     )
     assert result.stdout == "202"
     emulator = re.search(r"CIJ emulator on (http://127\.0\.0\.1:\d+/)", "".join(lines)).group(1)
-    import urllib.request
-
     with urllib.request.urlopen(f"{emulator}_emulator/received", timeout=10) as r:  # noqa: S310 - loopback
         report = json.load(r)
     sent = json.loads(curl.split("-d '", 1)[1].rstrip("'"))
@@ -71,7 +66,6 @@ def test_the_printed_curl_line_returns_202_from_the_emulator(served):
 def test_routes_methods_and_limits_over_http(served):
     port, _, _ = served
     import urllib.error
-    import urllib.request
 
     def request(path, data=None, method="POST", content_type="application/json"):
         req = urllib.request.Request(
@@ -90,3 +84,17 @@ def test_routes_methods_and_limits_over_http(served):
     assert request("/api/events", b"{}", content_type="text/plain")[0] == 415
     assert request("/api/events", method="GET")[0] == 405
     assert request("/api/nope", b"{}")[0] == 404
+
+
+def test_blank_target_settings_mean_the_emulator_and_its_host_joins_the_allow_list():
+    # Blank values count as unset, as the relay reads them; a pattern already set is kept.
+    env = {"KEY_VAULT_URL": "", "CIJ_PUBLIC_ENDPOINT": " ", "CIJ_ALLOWED_HOSTS": "*.dynamics.com"}
+    with DevServer(env) as server:
+        assert server.emulator_port is not None
+        request = urllib.request.Request(  # noqa: S310 - loopback
+            f"{server.url}/events",
+            data=json.dumps(new_event()).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+            assert response.status == 202
