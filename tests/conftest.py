@@ -26,6 +26,7 @@ import re  # noqa: E402
 import ssl  # noqa: E402
 import uuid  # noqa: E402
 from collections.abc import AsyncIterator, Callable  # noqa: E402
+from contextlib import asynccontextmanager  # noqa: E402
 from typing import Any  # noqa: E402
 
 import azure.functions as func  # noqa: E402
@@ -102,14 +103,24 @@ async def fresh_relay() -> AsyncIterator[None]:
     await relay.reset()
 
 
-@pytest.fixture
-async def cij() -> AsyncIterator[FakeCIJ]:
-    fake = FakeCIJ(ORG_ID)
+@asynccontextmanager
+async def serving(fake: FakeCIJ) -> AsyncIterator[FakeCIJ]:
+    """Serve a fake CIJ on loopback for the block (`fake.url`, `fake.served`); its address is
+    registered as sensitive, since the relay must never reveal the endpoint it calls."""
     served = await Served(fake.app()).start()
     fake.url = served.url  # type: ignore[attr-defined]
     fake.served = served  # type: ignore[attr-defined]
-    yield fake
-    await served.stop()
+    sensitive(served.url, f"127.0.0.1:{served.port}")
+    try:
+        yield fake
+    finally:
+        await served.stop()
+
+
+@pytest.fixture
+async def cij() -> AsyncIterator[FakeCIJ]:
+    async with serving(FakeCIJ(ORG_ID)) as fake:
+        yield fake
 
 
 @pytest.fixture
@@ -183,7 +194,7 @@ def leaks(text: str) -> list[str]:
 
 
 @pytest.fixture(autouse=True)
-def no_sensitive_data_in_logs(request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture):
+def no_sensitive_data_in_logs(caplog: pytest.LogCaptureFixture):
     """Capture every log record at DEBUG; fail the test if a record or body leaks a sensitive string."""
     SENSITIVE.clear()
     SENSITIVE.add(ORG_ID)
@@ -191,9 +202,6 @@ def no_sensitive_data_in_logs(request: pytest.FixtureRequest, caplog: pytest.Log
     caplog.set_level(logging.DEBUG)
     caplog.set_level(logging.DEBUG, logger="cij_relay")
     yield
-    for fake in (request.node.funcargs.get("cij"),):
-        if fake is not None and getattr(fake, "served", None) is not None:
-            sensitive(fake.url, f"127.0.0.1:{fake.served.port}")
     formatter = logging.Formatter("%(name)s %(levelname)s %(message)s")
     records = [*caplog.get_records("setup"), *caplog.get_records("call"), *caplog.records]
     found = {}

@@ -12,9 +12,8 @@ import pytest
 from aiohttp import web
 
 from shared.events import MAX_BATCH_BYTES, MAX_BATCH_EVENTS
-from tests.conftest import ORG_ID, call, new_event, problem
+from tests.conftest import ORG_ID, call, new_event, problem, serving
 from tests.fakes.cij import FakeCIJ
-from tests.fakes.servers import Served
 
 
 class BatchCIJ(FakeCIJ):
@@ -47,12 +46,8 @@ class BatchCIJ(FakeCIJ):
 @pytest.fixture
 async def cij() -> AsyncIterator[BatchCIJ]:
     """Replaces conftest's `cij` in this module (so `static_env` points the relay at this one)."""
-    fake = BatchCIJ(ORG_ID)
-    served = await Served(fake.app()).start()
-    fake.url = served.url  # type: ignore[attr-defined]
-    fake.served = served  # type: ignore[attr-defined]
-    yield fake
-    await served.stop()
+    async with serving(BatchCIJ(ORG_ID)) as fake:
+        yield fake
 
 
 def results(response: Any) -> list[dict[str, Any]]:

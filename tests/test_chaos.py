@@ -18,7 +18,6 @@ from aiohttp import web
 
 from devserver.emulator import Emulator
 from tests.conftest import ORG_ID, leaks, sensitive
-from tests.fakes.cij import FakeCIJ
 from tests.fakes.servers import Served
 from tests.helpers_devserver import DevServer
 
@@ -128,12 +127,11 @@ async def test_random_upstream_faults_never_turn_into_a_false_202():
     assert leaks(output) == []
 
 
-async def test_the_pooled_session_survives_an_upstream_restart():
+async def test_the_pooled_session_survives_an_upstream_restart(cij):
     token = "restart-" + uuid.uuid4().hex
-    cij = FakeCIJ(ORG_ID)
-    upstream = await Served(cij.app()).start()
+    upstream = cij.served
     port = upstream.port
-    sensitive(token, upstream.url, f"127.0.0.1:{port}")
+    sensitive(token)
 
     async def send(http: aiohttp.ClientSession, server: DevServer, count: int) -> list[int]:
         statuses = []
@@ -144,16 +142,13 @@ async def test_the_pooled_session_survives_an_upstream_restart():
                     check_failure(response.status, response.headers, await response.json(content_type=None))
         return statuses
 
-    try:
-        with DevServer(upstream_env(upstream.url, timeout="2")) as server:
-            async with aiohttp.ClientSession() as http:
-                assert await send(http, server, 20) == [202] * 20  # the relay now holds pooled connections
-                await upstream.stop()
-                assert await send(http, server, 1) == [502]  # refused: the relay says retry later
-                upstream = await Served(cij.app()).start(port)
-                assert await send(http, server, 20) == [202] * 20
-            output = server.output()
-    finally:
-        await upstream.stop()
+    with DevServer(upstream_env(upstream.url, timeout="2")) as server:
+        async with aiohttp.ClientSession() as http:
+            assert await send(http, server, 20) == [202] * 20  # the relay now holds pooled connections
+            await upstream.stop()
+            assert await send(http, server, 1) == [502]  # refused: the relay says retry later
+            await upstream.start(port)
+            assert await send(http, server, 20) == [202] * 20
+        output = server.output()
     assert len(cij.received) == 40
     assert leaks(output) == []

@@ -13,9 +13,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.conftest import ORG_ID, call, new_event, sensitive
+from tests.conftest import ORG_ID, call, new_event, sensitive, serving
 from tests.fakes.cij import FakeCIJ
-from tests.fakes.servers import Served
 
 TTL = 0.3
 ROTATED_ORG_ID = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
@@ -30,12 +29,9 @@ def short_ttl(monkeypatch: pytest.MonkeyPatch, kv_env):
 
 @pytest.fixture
 async def second_cij() -> AsyncIterator[FakeCIJ]:
-    fake = FakeCIJ(ROTATED_ORG_ID)
-    served = await Served(fake.app()).start()
-    fake.url = served.url  # type: ignore[attr-defined]
-    sensitive(ROTATED_ORG_ID, served.url, f"127.0.0.1:{served.port}")
-    yield fake
-    await served.stop()
+    sensitive(ROTATED_ORG_ID)
+    async with serving(FakeCIJ(ROTATED_ORG_ID)) as fake:
+        yield fake
 
 
 def reads(vault) -> int:
