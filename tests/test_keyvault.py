@@ -43,22 +43,19 @@ async def test_vault_errors_surface_as_exceptions(source, kv_env, fault):
     assert getattr(info.value, "status_code", None) in (403, 503)
 
 
-async def test_missing_secret_is_target_unavailable(kv_env, monkeypatch):
+def resolve(source: KeyVaultSource):
+    """What the relay does with the source: resolve the target through the cache."""
+    return TargetResolver(source, load({"CIJ_ALLOWED_HOSTS": "127.0.0.1"})).get()
+
+
+async def test_missing_secret_is_target_unavailable(source, kv_env):
     del kv_env.secrets["cij-org-id"]
-    s = KeyVaultSource(kv_env.url, "cij-org-id", "cij-public-endpoint")
-    try:
-        with pytest.raises(TargetUnavailable, match="404"):
-            await TargetResolver(s, load({"CIJ_ALLOWED_HOSTS": "127.0.0.1"})).get()
-    finally:
-        await s.close()
+    with pytest.raises(TargetUnavailable, match="404"):
+        await resolve(source)
 
 
-async def test_a_hanging_vault_is_cut_off(kv_env, monkeypatch):
+async def test_a_hanging_vault_is_cut_off(source, kv_env, monkeypatch):
     monkeypatch.setattr("shared.target.READ_TIMEOUT_SECONDS", 0.5)
     kv_env.fault = "hang"
-    s = KeyVaultSource(kv_env.url, "cij-org-id", "cij-public-endpoint")
-    try:
-        with pytest.raises(TargetUnavailable, match="TimeoutError"):
-            await TargetResolver(s, load({"CIJ_ALLOWED_HOSTS": "127.0.0.1"})).get()
-    finally:
-        await s.close()
+    with pytest.raises(TargetUnavailable, match="TimeoutError"):
+        await resolve(source)
