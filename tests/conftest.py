@@ -24,9 +24,11 @@ import json  # noqa: E402
 import logging  # noqa: E402
 import re  # noqa: E402
 import ssl  # noqa: E402
+import subprocess  # noqa: E402
 import uuid  # noqa: E402
 from collections.abc import AsyncIterator, Callable  # noqa: E402
 from contextlib import asynccontextmanager  # noqa: E402
+from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import azure.functions as func  # noqa: E402
@@ -38,6 +40,16 @@ from tests.fakes.cij import FakeCIJ  # noqa: E402
 from tests.fakes.identity import FakeManagedIdentity  # noqa: E402
 from tests.fakes.keyvault import FakeKeyVault  # noqa: E402
 from tests.fakes.servers import Served  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_module(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`python -m <args>` in a child process from the repository root, its output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
+
 
 ORG_ID = "3f2504e0-4f89-41d3-9a0c-0305e82c3301"
 CLIENT_ID = "a1b2c3d4-0000-4000-8000-00000000c11d"

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import run_module
 
 KEYS = (
     "events",
@@ -31,13 +28,7 @@ KEYS = (
 
 
 def test_a_short_run_reports_every_figure_and_loses_no_event():
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "--events", "200", "--concurrency", "20", "--json"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_module("bench", "--events", "200", "--concurrency", "20", "--json")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
 

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import ORG_ID, SENSITIVE, leaks, new_event, sensitive
+from tests.conftest import ORG_ID, ROOT, SENSITIVE, leaks, new_event, run_module, sensitive
 
-ROOT = Path(__file__).resolve().parent.parent
 PIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?==[A-Za-z0-9.+!-]+")
 
 
@@ -45,13 +41,7 @@ def test_registered_strings_are_found_but_a_longer_port_is_not():
 def test_the_suite_fails_any_test_that_logs_or_answers_a_sensitive_string():
     """Runs tests/leak_demo.py (not collected by the suite) in a child pytest: each of its tests
     must fail at teardown, naming the leak."""
-    run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "tests/leak_demo.py", "-rE"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    run = run_module("pytest", "-p", "no:cacheprovider", "tests/leak_demo.py", "-rE")
     assert run.returncode == 1, run.stdout[-3000:]
     out = run.stdout
     assert "3 passed, 3 errors" in out, out[-3000:]  # each test body passed; its teardown failed it
@@ -61,29 +51,7 @@ def test_the_suite_fails_any_test_that_logs_or_answers_a_sensitive_string():
 
 
 def test_bandit_and_ruff_security_rules_are_clean():
-    bandit = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bandit",
-            "--quiet",
-            "--severity-level",
-            "low",
-            "-r",
-            "function_app.py",
-            "shared",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    bandit = run_module("bandit", "--quiet", "--severity-level", "low", "-r", "function_app.py", "shared")
     assert bandit.returncode == 0, bandit.stdout + bandit.stderr
-    ruff = subprocess.run(
-        [sys.executable, "-m", "ruff", "check", "--select", "S", "--no-cache", "."],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    ruff = run_module("ruff", "check", "--select", "S", "--no-cache", ".")
     assert ruff.returncode == 0, ruff.stdout + ruff.stderr
