@@ -49,16 +49,14 @@ def problem(
     return Reply(status, body, headers, PROBLEM_JSON)
 
 
-# The answer to almost every request: built (and, through _encoded, serialised) once.
+# The two 202 answers, each the same every time: built (and, through _encoded, serialised) once.
 ACCEPTED = Reply(202, {"status": "accepted"})
+QUEUED = Reply(202, {"status": "queued"}, {"X-Delivery": "queued"})
 
 
 def accepted(queued: bool = False) -> Reply:
-    """202: CIJ took the event (always the ACCEPTED object), or (queued) it is stored and will be
-    delivered."""
-    if queued:
-        return Reply(202, {"status": "queued"}, {"X-Delivery": "queued"})
-    return ACCEPTED
+    """202: CIJ took the event (ACCEPTED), or it is stored and will be delivered (QUEUED)."""
+    return QUEUED if queued else ACCEPTED
 
 
 def from_error(exc: BaseException) -> Reply:
