@@ -30,13 +30,13 @@ import azure.functions as func
 
 import function_app
 from bench import naive
-from shared import relay
+from shared import relay, target
 from shared import settings as settings_module
 
 ROOT = Path(__file__).resolve().parent.parent
 ORG_ID = "3f2504e0-4f89-41d3-9a0c-0305e82c3301"
 CLIENT_ID = "a1b2c3d4-0000-4000-8000-00000000c11d"
-EVENTS_PATH = f"api/v1.0/orgs/{ORG_ID}/pushdatareceiver/events"
+EVENTS_PATH = target.EVENTS_PATH.format(org_id=ORG_ID)
 FUNCTION_URL = "http://127.0.0.1:7071/api/"
 JSON_HEADERS = {"Content-Type": "application/json"}
 WARMUP_EVENTS = 1000

@@ -21,7 +21,9 @@ import time
 
 from aiohttp import web
 
-EVENTS_PATH = re.compile(r"/api/v1\.0/orgs/[^/]+/pushdatareceiver/events")
+from shared import target
+
+EVENTS_PATH = re.compile("/" + re.escape(target.EVENTS_PATH).replace(re.escape("{org_id}"), "[^/]+"))
 
 
 class Counters:

@@ -18,6 +18,8 @@ from .settings import Settings
 
 log = logging.getLogger("cij_relay.target")
 
+# CIJ's push data receiver, relative to the public endpoint (`{org_id}` is aiohttp route syntax too).
+EVENTS_PATH = "api/v1.0/orgs/{org_id}/pushdatareceiver/events"
 STALE_MAX_SECONDS = 24 * 3600
 READ_TIMEOUT_SECONDS = 5.0  # one refresh, both secrets, SDK retries included
 _RETRY_FLOOR, _RETRY_CAP = 1.0, 60.0
@@ -45,7 +47,7 @@ class Target:
     @cached_property
     def events_url(self) -> str:
         """The CIJ push data receiver URL for this org (built once per target)."""
-        return f"{self.base_url}api/v1.0/orgs/{self.org_id}/pushdatareceiver/events"
+        return self.base_url + EVENTS_PATH.format(org_id=self.org_id)
 
 
 def _is_loopback(host: str) -> bool:
