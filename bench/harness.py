@@ -105,10 +105,13 @@ class Services:
     """The upstream (CIJ stand-in) and the vault + identity fakes, each in its own process, on
     cores of their own when there are two or more."""
 
-    async def start(self, server_pem: str) -> Services:
+    def __init__(self) -> None:
         self.procs: list[asyncio.subprocess.Process] = []
+        self.control: aiohttp.ClientSession | None = None
         self.original_cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
         self.cores = split_cores()
+
+    async def start(self, server_pem: str) -> Services:
         proc, port = await _spawn("bench.upstream", "--port", "0")
         self.procs.append(proc)
         self.upstream_url = f"http://127.0.0.1:{int(port)}/"
@@ -150,11 +153,11 @@ class Services:
         )
 
     async def stop(self) -> None:
-        if hasattr(self, "control"):
+        if self.control is not None:
             await self.control.close()
-        for proc in getattr(self, "procs", []):
+        for proc in self.procs:
             await _stop(proc)
-        if getattr(self, "original_cores", None):
+        if self.original_cores:
             os.sched_setaffinity(0, self.original_cores)
 
 
