@@ -72,6 +72,15 @@ def new_event(**overrides: Any) -> dict[str, Any]:
     return event
 
 
+def canonical(event: dict[str, Any], status: int = 1) -> dict[str, Any]:
+    """What CIJ receives for `event` (a valid one, sent with a status meaning `status`)."""
+    return {
+        "TrackingId": event["TrackingId"],
+        "DeviceToken": event["DeviceToken"],
+        "PushNotificationStatus": status,
+    }
+
+
 def server_ssl_context() -> ssl.SSLContext:
     """A server context with a certificate for 127.0.0.1 issued by the test CA."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from shared.events import MAX_BATCH_BYTES, MAX_BATCH_EVENTS
-from tests.conftest import ORG_ID, call, new_event, problem, serving
+from tests.conftest import ORG_ID, call, canonical, new_event, problem, serving
 from tests.fakes.cij import FakeCIJ
 
 
@@ -58,21 +58,12 @@ def results(response: Any) -> list[dict[str, Any]]:
     return body["results"]
 
 
-def upstream(event: dict[str, Any]) -> dict[str, Any]:
-    """What CIJ receives for a valid event sent with status 1."""
-    return {
-        "TrackingId": event["TrackingId"],
-        "DeviceToken": event["DeviceToken"],
-        "PushNotificationStatus": 1,
-    }
-
-
 async def test_valid_batch_is_forwarded_and_answered_in_request_order(static_env):
     events = [new_event(PushNotificationStatus=status) for status in (1, "1", "Opened", "opened")]
     items = results(await call("events/batch", events))
     assert items == [{"index": i, "status": 202} for i in range(4)]
     assert sorted(static_env.received, key=lambda e: e["TrackingId"]) == sorted(
-        (upstream(e) for e in events), key=lambda e: e["TrackingId"]
+        (canonical(e) for e in events), key=lambda e: e["TrackingId"]
     )
 
 

@@ -17,7 +17,7 @@ import aiohttp
 from aiohttp import web
 
 from devserver.emulator import Emulator
-from tests.conftest import ORG_ID, leaks, sensitive
+from tests.conftest import ORG_ID, leaks, new_event, sensitive
 from tests.fakes.servers import Served
 from tests.helpers_devserver import DevServer
 
@@ -67,10 +67,6 @@ def upstream_env(url: str, timeout: str = "1") -> dict[str, str]:
     }
 
 
-def event(token: str) -> dict[str, Any]:
-    return {"TrackingId": str(uuid.uuid4()), "DeviceToken": token, "PushNotificationStatus": 1}
-
-
 def check_failure(status: int, headers: Any, body: Any) -> None:
     assert status in (502, 503, 504), (status, body)
     assert int(headers["Retry-After"]) >= 1
@@ -106,8 +102,8 @@ async def test_random_upstream_faults_never_turn_into_a_false_202():
                             assert result["error"]["status"] == result["status"]
                         outcomes[item["TrackingId"]] = result["status"]
 
-                singles = [event(token) for _ in range(400)]
-                batches = [[event(token) for _ in range(10)] for _ in range(20)]
+                singles = [new_event(DeviceToken=token) for _ in range(400)]
+                batches = [[new_event(DeviceToken=token) for _ in range(10)] for _ in range(20)]
                 await asyncio.gather(*map(single, singles), *map(batch, batches))
             await asyncio.sleep(2.2)  # let stalled requests finish, so late acceptances are counted
             output = server.output()
@@ -136,7 +132,7 @@ async def test_the_pooled_session_survives_an_upstream_restart(cij):
     async def send(http: aiohttp.ClientSession, server: DevServer, count: int) -> list[int]:
         statuses = []
         for _ in range(count):
-            async with http.post(f"{server.url}/events", json=event(token)) as response:
+            async with http.post(f"{server.url}/events", json=new_event(DeviceToken=token)) as response:
                 statuses.append(response.status)
                 if response.status != 202:
                     check_failure(response.status, response.headers, await response.json(content_type=None))

@@ -23,21 +23,13 @@ from aiohttp import web
 from azure.storage.queue.aio import QueueClient
 
 from shared import relay
-from tests.conftest import CA, CLIENT_ID, FUNCTIONS, INDEXED, ORG_ID, call, new_event, problem
+from tests.conftest import CA, CLIENT_ID, FUNCTIONS, INDEXED, ORG_ID, call, canonical, new_event, problem
 from tests.fakes.azurite import Azurite, azurite_fixture, connection_string, free_port  # noqa: F401
 from tests.fakes.identity import FakeManagedIdentity
 from tests.fakes.servers import Served
 
 DOWN = "503:1"  # CIJ down, asking for a 1 s pause: with a 1 s deadline the relay gives up at once
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def canonical(event: dict[str, Any], status: int = 1) -> dict[str, Any]:
-    return {
-        "TrackingId": event["TrackingId"],
-        "DeviceToken": event["DeviceToken"],
-        "PushNotificationStatus": status,
-    }
 
 
 class Store:
