@@ -12,15 +12,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.fakes.servers import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 _EMULATOR = re.compile(r"CIJ emulator on http://127\.0\.0\.1:(\d+)/")
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class DevServer:

@@ -24,9 +24,9 @@ from azure.storage.queue.aio import QueueClient
 
 from shared import relay
 from tests.conftest import CA, CLIENT_ID, FUNCTIONS, INDEXED, ORG_ID, call, canonical, new_event, problem
-from tests.fakes.azurite import Azurite, azurite_fixture, connection_string, free_port  # noqa: F401
+from tests.fakes.azurite import Azurite, azurite_fixture, connection_string  # noqa: F401
 from tests.fakes.identity import FakeManagedIdentity
-from tests.fakes.servers import Served
+from tests.fakes.servers import Served, free_port
 
 DOWN = "503:1"  # CIJ down, asking for a 1 s pause: with a 1 s deadline the relay gives up at once
 ROOT = Path(__file__).resolve().parents[1]

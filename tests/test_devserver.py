@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import new_event
-from tests.helpers_devserver import DevServer, free_port
+from tests.fakes.servers import free_port
+from tests.helpers_devserver import DevServer
 
 ROOT = Path(__file__).parent.parent
 

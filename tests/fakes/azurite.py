@@ -16,18 +16,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes.servers import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 AZURITE_QUEUE = ROOT / ".tools" / "azurite" / "node_modules" / ".bin" / "azurite-queue"
 ACCOUNT = "devstoreaccount1"
 # Azurite's well-known development account key (public, documented by Microsoft).
 ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def connection_string(port: int, scheme: str = "http") -> str:

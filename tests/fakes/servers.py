@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import socket
 import ssl
 
 from aiohttp import web
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 class Served:
