@@ -12,7 +12,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -20,11 +19,9 @@ from typing import Any
 import pytest
 from pycep import BicepParser
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from shared import settings as relay_settings
 
-from shared import settings as relay_settings  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 INFRA = REPO / "infra"
 MAIN = "main.bicep"
@@ -304,8 +301,9 @@ def check_layout(t: Template) -> list[str]:
     return problems
 
 
-def azure_yaml_service() -> str:
-    text = (REPO / "azure.yaml").read_text()
+def azure_yaml_service(infra: Path = INFRA) -> str:
+    """The service azure.yaml (beside the infra folder) deploys."""
+    text = (infra.parent / "azure.yaml").read_text()
     services = text.split("services:", 1)[1]
     return re.search(r"^\s+([A-Za-z0-9_-]+):\s*$", services, re.M).group(1)
 
@@ -377,7 +375,7 @@ def check_function_app(t: Template) -> list[str]:
         )
 
     service = find_key(follow(t, file, site.get("tags")).literal, "azd-service-name")
-    if service is None or follow(t, MAIN, service).literal != azure_yaml_service():
+    if service is None or follow(t, MAIN, service).literal != azure_yaml_service(t.root):
         problems.append("the function app's azd-service-name tag must name the service in azure.yaml")
     return problems
 
