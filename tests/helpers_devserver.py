@@ -52,13 +52,13 @@ class DevServer:
         assert self.process is not None
         return self.process.pid
 
-    def rss_bytes(self) -> int:
-        """The server process's resident set size."""
+    def peak_rss_bytes(self) -> int:
+        """The server process's peak resident set size so far (VmHWM)."""
         with open(f"/proc/{self.pid}/status") as status:
             for line in status:
-                if line.startswith("VmRSS:"):
+                if line.startswith("VmHWM:"):
                     return int(line.split()[1]) * 1024
-        raise AssertionError("no VmRSS in /proc status")
+        raise AssertionError("no VmHWM in /proc status")
 
     def output(self) -> str:
         """Everything the server printed and logged so far."""

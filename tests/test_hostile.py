@@ -45,21 +45,13 @@ async def post(
         return response.status, text, dict(response.headers), time.monotonic() - started
 
 
-def peak_rss(server: DevServer) -> int:
-    with open(f"/proc/{server.pid}/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmHWM")
-
-
 async def test_a_10_mb_body_is_413_without_being_buffered(http):
     sensitive(TOKEN)
     with DevServer() as fresh:  # its own process, so the peak RSS is this test's alone
         # Warm up: imports, the relay and its session exist before the baseline is taken.
         status, *_ = await post(http, f"{fresh.url}/events", json.dumps(event()).encode())
         assert status == 202
-        baseline = peak_rss(fresh)
+        baseline = fresh.peak_rss_bytes()
         ten_mb = b'{"TrackingId": "' + b"x" * (10 * 1024 * 1024) + b'"}'
 
         async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: chunked transfer
@@ -79,7 +71,7 @@ async def test_a_10_mb_body_is_413_without_being_buffered(http):
                 f"{fresh.url}/{route}", data=chunks(), headers={"Content-Type": "application/json"}
             ) as response:
                 assert response.status == 413
-            grown = peak_rss(fresh) - baseline
+            grown = fresh.peak_rss_bytes() - baseline
             assert grown < allowance_mb * 1024 * 1024, f"{route}: peak RSS grew by {grown / 1e6:.1f} MB"
         status, *_ = await post(http, f"{fresh.url}/events", json.dumps(event()).encode())
         assert status == 202
