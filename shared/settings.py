@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 
 class ConfigError(Exception):
@@ -68,6 +71,67 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "Storage connection string; used for the queue only when no queueServiceUri is set (local).",
     ),
+    Setting(
+        "CIRCUIT_FAILURE_THRESHOLD",
+        "10",
+        "Consecutive events that failed on a transient CIJ fault (after their retries) before the "
+        "circuit opens and events stop waiting for CIJ (1-20).",
+    ),
+    Setting(
+        "CIRCUIT_PROBE_SECONDS",
+        "5",
+        "While the circuit is open, at most one probe goes to CIJ per this many seconds, per instance.",
+    ),
+    Setting(
+        "REDELIVERY_MAX_DELAY_MINUTES",
+        "30",
+        "Longest wait between two redeliveries of a queued event (delays start at about a minute "
+        "and double up to this).",
+    ),
+    Setting(
+        "REDELIVERY_MAX_AGE_HOURS",
+        "72",
+        "How long after it was first received a queued event is retried before it goes to the "
+        "poison queue with the reason.",
+    ),
+    Setting(
+        "APP_CHECK_MODE",
+        "off",
+        "Firebase App Check: `off`, `monitor` (verify and log, but accept) or `enforce` (401 "
+        "without a valid `X-Firebase-AppCheck` token).",
+    ),
+    Setting(
+        "APP_CHECK_PROJECT_NUMBER",
+        None,
+        "Firebase project number the App Check tokens must be issued for (required unless "
+        "APP_CHECK_MODE=off).",
+    ),
+    Setting(
+        "APP_CHECK_APP_IDS",
+        None,
+        "Comma-separated Firebase app IDs allowed to send events; unset: any app of the project.",
+    ),
+    Setting(
+        "APP_CHECK_JWKS_URL",
+        "https://firebaseappcheck.googleapis.com/v1/jwks",
+        "Where App Check's public keys are read (https; http only for loopback hosts).",
+    ),
+    Setting(
+        "DEVICE_RATE_PER_MINUTE",
+        "60",
+        "Events per minute one device token may send, per instance; `0` turns the limit off.",
+    ),
+    Setting(
+        "DEVICE_RATE_BURST",
+        "120",
+        "Events one device may send at once before DEVICE_RATE_PER_MINUTE applies (a batch of "
+        "100 passes).",
+    ),
+    Setting(
+        "AZURE_SDK_LOG_LEVEL",
+        "WARNING",
+        "Level of the Azure SDK's `azure` loggers (Key Vault, storage, identity requests).",
+    ),
 )
 
 SETTING_NAMES = frozenset(s.name for s in SETTINGS)
@@ -92,6 +156,17 @@ class Settings:
     delivery_queue_name: str
     queue_service_uri: str | None
     storage_connection_string: str | None
+    circuit_failure_threshold: int = 10
+    circuit_probe_seconds: float = 5.0
+    redelivery_max_delay: float = 1800.0  # seconds
+    redelivery_max_age: float = 72 * 3600.0  # seconds
+    app_check_mode: str = "off"
+    app_check_project_number: str | None = None
+    app_check_app_ids: tuple[str, ...] = ()
+    app_check_jwks_url: str = "https://firebaseappcheck.googleapis.com/v1/jwks"
+    device_rate_per_minute: float = 60.0
+    device_rate_burst: int = 120
+    azure_sdk_log_level: str = "WARNING"
 
 
 def _get(env: Mapping[str, str], name: str) -> str | None:
@@ -108,6 +183,57 @@ def _number(env: Mapping[str, str], name: str, kind: type, low: float, high: flo
     if not low <= value <= high:
         raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
     return value
+
+
+# A storage queue name: 3-63 lower-case letters, digits and single hyphens, starting and ending with
+# a letter or digit. The host adds "-poison" for the poison queue, so the name itself may be 56 long.
+_QUEUE_NAME = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?!-)){1,54}[a-z0-9]")
+_LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for `localhost` and loopback IP literals (the only hosts plain http may reach)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    value = (_get(env, name) or "").lower()
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _jwks_url(env: Mapping[str, str]) -> str:
+    url = _get(env, "APP_CHECK_JWKS_URL") or ""
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+    except ValueError:
+        raise ConfigError("APP_CHECK_JWKS_URL is not a URL") from None
+    if not host or not (parts.scheme == "https" or (parts.scheme == "http" and is_loopback_host(host))):
+        raise ConfigError("APP_CHECK_JWKS_URL must be an https:// URL (http only for loopback hosts)")
+    return url
+
+
+def _app_check(env: Mapping[str, str]) -> dict[str, object]:
+    mode = _choice(env, "APP_CHECK_MODE", ("off", "monitor", "enforce"))
+    project = _get(env, "APP_CHECK_PROJECT_NUMBER")
+    if project is not None and not (project.isascii() and project.isdigit()):
+        raise ConfigError("APP_CHECK_PROJECT_NUMBER must be the Firebase project number (digits only)")
+    if mode != "off" and project is None:
+        raise ConfigError(f"APP_CHECK_MODE={mode} needs APP_CHECK_PROJECT_NUMBER")
+    app_ids = tuple(a.strip() for a in (_get(env, "APP_CHECK_APP_IDS") or "").split(",") if a.strip())
+    return {
+        "app_check_mode": mode,
+        "app_check_project_number": project,
+        "app_check_app_ids": app_ids,
+        "app_check_jwks_url": _jwks_url(env),
+    }
 
 
 def load(env: Mapping[str, str] | None = None) -> Settings:
@@ -134,7 +260,21 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         delivery_queue_name=_get(env, "DELIVERY_QUEUE_NAME") or "",
         queue_service_uri=_get(env, "AzureWebJobsStorage__queueServiceUri"),
         storage_connection_string=_get(env, "AzureWebJobsStorage"),
+        circuit_failure_threshold=int(_number(env, "CIRCUIT_FAILURE_THRESHOLD", int, 1, 20)),
+        circuit_probe_seconds=_number(env, "CIRCUIT_PROBE_SECONDS", float, 0.01, 600),
+        # Fractions are allowed so that drills can compress days into seconds.
+        redelivery_max_delay=_number(env, "REDELIVERY_MAX_DELAY_MINUTES", float, 0.001, 1440) * 60,
+        redelivery_max_age=_number(env, "REDELIVERY_MAX_AGE_HOURS", float, 0.0001, 168) * 3600,
+        device_rate_per_minute=_number(env, "DEVICE_RATE_PER_MINUTE", float, 0, 1_000_000),
+        device_rate_burst=int(_number(env, "DEVICE_RATE_BURST", int, 1, 1_000_000)),
+        azure_sdk_log_level=_choice(env, "AZURE_SDK_LOG_LEVEL", _LOG_LEVELS).upper(),
+        **_app_check(env),  # type: ignore[arg-type]
     )
+    if not _QUEUE_NAME.fullmatch(settings.delivery_queue_name):
+        raise ConfigError(
+            "DELIVERY_QUEUE_NAME must be 3-56 lower-case letters, digits and single hyphens, starting "
+            "and ending with a letter or digit (the host adds -poison)"
+        )
     if settings.key_vault_url and not settings.key_vault_url.startswith("https://"):
         raise ConfigError("KEY_VAULT_URL must be an https:// URL")
     if fallback == "queue" and not (settings.queue_service_uri or settings.storage_connection_string):
