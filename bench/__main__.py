@@ -50,10 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     workdir = tempfile.mkdtemp(prefix="relay-bench-")
     try:
         server_pem = trust_test_ca(workdir)
-        from bench import harness, report
+        from bench import report, run
 
         progress = None if args.json else report.progress
-        result = asyncio.run(harness.run(args.events, args.concurrency, args.rounds, server_pem, progress))
+        result = asyncio.run(run.run(args.events, args.concurrency, args.rounds, server_pem, progress))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     result["targets_met"] = report.targets_met(result)
