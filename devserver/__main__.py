@@ -22,6 +22,7 @@ from shared import settings as settings_module
 from shared.events import MAX_BATCH_BYTES, MAX_EVENT_BYTES
 from shared.settings import ConfigError
 
+from . import host
 from .emulator import Emulator, start
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,18 +36,6 @@ def load_local_settings(path: Path = ROOT / "local.settings.json") -> None:
     if path.exists():
         for key, value in json.loads(path.read_text()).get("Values", {}).items():
             os.environ.setdefault(key, str(value))
-
-
-async def read_bounded(request: web.Request, limit: int) -> bytes:
-    """Read at most limit+1 bytes: enough for the function to see the body is too large."""
-    chunks, size = [], 0
-    while size <= limit:
-        chunk = await request.content.read(limit + 1 - size)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)
 
 
 def http_routes(function_app: Any) -> list[tuple[str, str, Any]]:
@@ -67,7 +56,8 @@ def http_routes(function_app: Any) -> list[tuple[str, str, Any]]:
 
 
 def adapt(user_function: Any, limit: int) -> Any:
-    """An aiohttp handler that calls the function with a func.HttpRequest, as the host would."""
+    """An aiohttp handler that calls the function with a func.HttpRequest and answers with what
+    the host would send (see devserver.host)."""
     import azure.functions as func
 
     async def handler(request: web.Request) -> web.StreamResponse:
@@ -77,15 +67,9 @@ def adapt(user_function: Any, limit: int) -> Any:
             headers=dict(request.headers),
             params=dict(request.query),
             route_params=dict(request.match_info),
-            body=await read_bounded(request, limit),
+            body=await host.request_body(request, limit),
         )
-        resp = await user_function(req)
-        headers = {k: v for k, v in resp.headers.items() if k.lower() != "content-type"}
-        out = web.Response(body=resp.get_body(), status=resp.status_code, headers=headers)
-        out.content_type = resp.mimetype or "text/plain"
-        if resp.charset:
-            out.charset = resp.charset
-        return out
+        return host.to_aiohttp(await user_function(req))
 
     return handler
 

@@ -96,10 +96,16 @@ def check_media_type(content_type: str | None) -> None:
         raise UnsupportedMediaType(media)
 
 
+# The detail for an empty body, the way a body sent without Content-Length (chunked) arrives.
+EMPTY_BODY = "is empty; send the JSON with a Content-Length header (a chunked upload arrives empty)"
+
+
 def decode_json(body: bytes, limit: int) -> Any:
     """Decode a JSON body within `limit` bytes, refusing anything ambiguous or malformed."""
     if len(body) > limit:
         raise PayloadTooLarge(limit)
+    if not body:  # also how a chunked upload arrives: the host passes on no body without Content-Length
+        raise InvalidEvent(FieldError("body", EMPTY_BODY))
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
