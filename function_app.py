@@ -3,6 +3,7 @@
 import azure.functions as func
 
 from shared import relay
+from shared.metrics import counted
 from shared.responses import ACCEPTED, Reply
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
@@ -32,13 +33,15 @@ def _http(reply: Reply) -> func.HttpResponse:
 @app.route(route="events", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 async def events(req: func.HttpRequest) -> func.HttpResponse:
     """Report one push-notification open to CIJ."""
-    return _http(await relay.current().handle_event(req.get_body(), req.headers.get("content-type")))
+    reply = await relay.current().handle_event(req.get_body(), req.headers.get("content-type"))
+    return _http(counted("events", reply))
 
 
 @app.route(route="events/batch", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 async def events_batch(req: func.HttpRequest) -> func.HttpResponse:
     """Report up to 100 opens (e.g. queued while the device was offline); per-event results."""
-    return _http(await relay.current().handle_batch(req.get_body(), req.headers.get("content-type")))
+    reply = await relay.current().handle_batch(req.get_body(), req.headers.get("content-type"))
+    return _http(counted("batch", reply))
 
 
 @app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)

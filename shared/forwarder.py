@@ -12,6 +12,7 @@ import time
 import aiohttp
 
 from .events import OpenEvent
+from .metrics import timed_cij
 from .target import Target
 
 MAX_ATTEMPTS = 4
@@ -28,6 +29,8 @@ _HEADERS = {"Content-Type": "application/json", "User-Agent": "cij-push-relay/1.
 class UpstreamRejected(Exception):
     """CIJ answered 400: the event is wrong and must not be retried."""
 
+    upstream_status = 400
+
 
 class UpstreamMisconfigured(Exception):
     """CIJ answered a status that means the relay's target is wrong (401/403/404/other)."""
@@ -40,9 +43,12 @@ class UpstreamMisconfigured(Exception):
 class UpstreamUnavailable(Exception):
     """CIJ could not take the event within the deadline; the app should retry later."""
 
-    def __init__(self, status: int, reason: str, retry_after: int) -> None:
+    def __init__(
+        self, status: int, reason: str, retry_after: int, upstream_status: int | None = None
+    ) -> None:
         super().__init__(reason)
         self.status, self.retry_after = status, retry_after
+        self.upstream_status = upstream_status  # CIJ's last status; None when it never answered
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -100,6 +106,7 @@ class Forwarder:
         )
         return self._session
 
+    @timed_cij
     async def send(self, target: Target, event: OpenEvent, deadline: float | None = None) -> int:
         """Post one event, retrying 408/429/5xx/network errors with backoff until `deadline` (a
         time.monotonic() value; default: FORWARD_TIMEOUT_SECONDS from now). Returns the number of
@@ -150,6 +157,7 @@ class Forwarder:
                     _failure_status(status, timed_out),
                     f"CIJ unavailable after {attempt} attempt(s): {reason}",
                     max(1, retry_after),
+                    upstream_status=status,
                 )
             timeout = None  # later attempts get what is left of the deadline
             await asyncio.sleep(delay)

@@ -13,6 +13,7 @@ from . import settings as settings_module
 from .delivery_queue import DeliveryQueue, EnqueueFailed, decode_message
 from .events import BadRequest, InvalidEvent, OpenEvent, parse_batch, parse_event
 from .forwarder import Forwarder, UpstreamMisconfigured, UpstreamRejected, UpstreamUnavailable
+from .metrics import count_redelivery
 from .responses import ACCEPTED, Reply, accepted, from_error
 from .settings import ConfigError, Settings
 from .target import SecretSource, StaticSource, TargetResolver, TargetUnavailable
@@ -147,6 +148,7 @@ class Relay:
             event, received_at = decode_message(message)
         except InvalidEvent:
             log.warning("dropping a queue message that is not a relay event")
+            count_redelivery("invalid")
             return
         tag = (event.tracking_id, fingerprint(event.device_token), received_at)
         try:
@@ -154,11 +156,14 @@ class Relay:
             attempts = await self.forwarder.send(target, event)
         except UpstreamRejected:
             log.warning("redelivery dropped: CIJ answered 400 tracking_id=%s device=%s received_at=%s", *tag)
+            count_redelivery("rejected")
             return
         except (UpstreamUnavailable, UpstreamMisconfigured, TargetUnavailable) as exc:
             log.warning("redelivery failed, the host will retry: %s tracking_id=%s", exc, tag[0])
+            count_redelivery("misconfigured" if isinstance(exc, UpstreamMisconfigured) else "unavailable")
             raise RedeliveryFailed(str(exc)) from None
         log.info("redelivered tracking_id=%s device=%s received_at=%s attempts=%d", *tag, attempts)
+        count_redelivery("accepted")
 
     async def aclose(self) -> None:
         """Close the HTTP pool, the target source and the queue client."""

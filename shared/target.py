@@ -14,6 +14,7 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from .events import GUID
+from .metrics import target_refreshed
 from .settings import Settings
 
 log = logging.getLogger("cij_relay.target")
@@ -184,6 +185,7 @@ class TargetResolver:
                     + (f" (HTTP {status})" if status else "")
                 ) from None
         except TargetUnavailable as exc:
+            target_refreshed(False)
             self._failures += 1
             delay = min(_RETRY_CAP, _RETRY_FLOOR * 2 ** (self._failures - 1))
             self._next_try = self._clock() + delay
@@ -197,6 +199,7 @@ class TargetResolver:
         finally:
             self._inflight = None
         self._target, self._fetched_at, self._failures, self._next_try = target, self._clock(), 0, 0.0
+        target_refreshed(True)
         return target
 
     async def close(self) -> None:
