@@ -9,6 +9,7 @@ import time
 from collections.abc import Awaitable
 from datetime import UTC, datetime
 
+from . import logging_setup
 from . import settings as settings_module
 from .delivery_queue import DeliveryQueue, EnqueueFailed, decode_message
 from .events import BadRequest, InvalidEvent, OpenEvent, parse_batch, parse_event
@@ -216,6 +217,7 @@ def current() -> Relay | Unconfigured:
                 log.error("relay settings invalid, answering 503 until fixed: %s", exc)
                 _reported = str(exc)
             return Unconfigured(exc)
+        logging_setup.apply(settings)
         _relay, _relay_loop = Relay(settings), loop
     return _relay
 

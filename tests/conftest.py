@@ -26,7 +26,7 @@ import re  # noqa: E402
 import ssl  # noqa: E402
 import subprocess  # noqa: E402
 import uuid  # noqa: E402
-from collections.abc import AsyncIterator, Callable  # noqa: E402
+from collections.abc import AsyncIterator, Callable, Iterator  # noqa: E402
 from contextlib import asynccontextmanager  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -235,3 +235,12 @@ def no_sensitive_data_in_logs(caplog: pytest.LogCaptureFixture):
             found[secret] = f"response body or process output: {text[:300]!r}"
     if found:
         pytest.fail("sensitive data leaked:\n" + "\n".join(f"{s!r} in {w}" for s, w in found.items()))
+
+
+@pytest.fixture(autouse=True)
+def azure_sdk_records_checked_too(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Tests run the relay with AZURE_SDK_LOG_LEVEL=DEBUG, so the leak check above also reads every
+    Azure SDK record (deployed, the relay keeps those loggers at WARNING)."""
+    monkeypatch.setenv("AZURE_SDK_LOG_LEVEL", "DEBUG")
+    yield
+    logging.getLogger("azure").setLevel(logging.NOTSET)
