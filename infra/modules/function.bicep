@@ -81,7 +81,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     publicNetworkAccess: 'Enabled'
     siteConfig: {
       // Every name below is read by the relay (shared/settings.py) or by the Functions platform;
-      // tests/test_infra.py fails on any other. Nothing here is a secret. Flex Consumption rejects
+      // tests/infra_rules.py fails on any other. Nothing here is a secret. Flex Consumption rejects
       // FUNCTIONS_WORKER_RUNTIME and FUNCTIONS_EXTENSION_VERSION: functionAppConfig.runtime replaces them.
       appSettings: [
         {
