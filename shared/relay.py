@@ -15,6 +15,7 @@ from .delivery_queue import DeliveryQueue, EnqueueFailed, decode_message
 from .events import BadRequest, InvalidEvent, OpenEvent, parse_batch, parse_event
 from .forwarder import Forwarder, UpstreamMisconfigured, UpstreamRejected, UpstreamUnavailable
 from .metrics import count_redelivery
+from .ratelimit import RateLimited, make_limiter
 from .responses import ACCEPTED, Reply, accepted, from_error
 from .settings import ConfigError, Settings
 from .target import SecretSource, StaticSource, TargetResolver, TargetUnavailable
@@ -57,6 +58,12 @@ class Relay:
         self.resolver = TargetResolver(source or make_source(settings), settings)
         self.forwarder = Forwarder(settings.max_connections, settings.forward_timeout)
         self.queue = DeliveryQueue(settings) if settings.delivery_fallback == "queue" else None
+        self.limiter = make_limiter(settings.device_rate_per_minute, settings.device_rate_burst)
+
+    def _over_limit(self, event: OpenEvent) -> Reply | None:
+        """429 when the event's device is over its rate limit (the event is not forwarded)."""
+        wait = self.limiter.acquire(event.device_token) if self.limiter is not None else 0.0
+        return from_error(RateLimited(wait)) if wait else None
 
     async def deliver(self, event: OpenEvent, deadline: float | None = None) -> Reply:
         """Forward one valid event and answer as the single route would, logging one line."""
@@ -105,6 +112,8 @@ class Relay:
             event = parse_event(body, content_type)
         except BadRequest as exc:
             return _ready(from_error(exc))
+        if (limited := self._over_limit(event)) is not None:
+            return _ready(limited)
         return self.deliver(event)
 
     async def handle_batch(self, body: bytes, content_type: str | None) -> Reply:
@@ -116,13 +125,17 @@ class Relay:
         deadline = time.monotonic() + self.settings.forward_timeout
         gate = asyncio.Semaphore(self.settings.batch_concurrency)
 
-        async def one(item: OpenEvent | InvalidEvent) -> Reply:
+        async def one(item: OpenEvent | InvalidEvent | Reply) -> Reply:
+            if isinstance(item, Reply):
+                return item
             if isinstance(item, InvalidEvent):
                 return from_error(item)
             async with gate:
                 return await self.deliver(item, deadline)
 
-        replies = await asyncio.gather(*(one(item) for item in items))
+        # The limit is taken in request order, before anything is sent: the last items are over it.
+        checked = [(self._over_limit(i) or i) if isinstance(i, OpenEvent) else i for i in items]
+        replies = await asyncio.gather(*(one(item) for item in checked))
         results = []
         for index, reply in enumerate(replies):
             result: dict[str, object] = {"index": index, "status": reply.status}

@@ -10,6 +10,7 @@ from typing import Any
 from .delivery_queue import EnqueueFailed
 from .events import InvalidEvent, PayloadTooLarge, UnsupportedMediaType
 from .forwarder import UpstreamMisconfigured, UpstreamRejected, UpstreamUnavailable
+from .ratelimit import RateLimited
 from .settings import ConfigError
 from .target import TargetUnavailable
 
@@ -77,6 +78,15 @@ def from_error(exc: BaseException) -> Reply:
     if isinstance(exc, UnsupportedMediaType):
         return problem(
             415, "unsupported-media-type", "Unsupported media type", "Send the event as application/json."
+        )
+    if isinstance(exc, RateLimited):
+        return problem(
+            429,
+            "rate-limited",
+            "Too many events from this device",
+            "The device sent more events than the relay accepts per minute; nothing was forwarded. "
+            "Send it again after the given delay.",
+            exc.retry_after,
         )
     if isinstance(exc, UpstreamRejected):
         return problem(

@@ -64,7 +64,9 @@ FUNCTIONS = {
 
 def new_event(**overrides: Any) -> dict[str, Any]:
     """A valid open event with a fresh TrackingId; its device token is registered as sensitive."""
-    event = {"TrackingId": str(uuid.uuid4()), "DeviceToken": "f" * 64, "PushNotificationStatus": 1}
+    # Each event from its own device, as from a fleet of phones (no device nears its rate limit).
+    token = uuid.uuid4().hex * 2
+    event = {"TrackingId": str(uuid.uuid4()), "DeviceToken": token, "PushNotificationStatus": 1}
     event.update(overrides)
     token = event.get("DeviceToken")
     if isinstance(token, str) and len(token) >= 8:

@@ -27,6 +27,7 @@ from shared.events import (
     validate_event,
 )
 from shared.forwarder import UpstreamMisconfigured, UpstreamRejected, UpstreamUnavailable
+from shared.ratelimit import RateLimited
 from shared.relay import Relay
 from shared.responses import accepted, from_error
 from shared.settings import ConfigError, load
@@ -115,7 +116,7 @@ def test_every_answer_has_the_documented_content_type_and_5xx_carry_retry_after(
             response = resolve(response)
             if status.startswith("5"):
                 assert response["headers"]["Retry-After"]["required"] is True, (key, status)
-            if status in ("400", "413", "415", "502", "504"):
+            if status in ("400", "413", "415", "429", "502", "504"):
                 assert set(response["content"]) == {"application/problem+json"}, (key, status)
 
 
@@ -251,6 +252,7 @@ REPLIES = {
     "too large": from_error(PayloadTooLarge(65536)),
     "media": from_error(UnsupportedMediaType("text/plain")),
     "rejected": from_error(UpstreamRejected("no")),
+    "rate limited": from_error(RateLimited(2.5)),
     "502": from_error(UpstreamUnavailable(502, "down", 5)),
     "503": from_error(UpstreamUnavailable(503, "throttled", 30)),
     "504": from_error(UpstreamUnavailable(504, "slow", 5)),
