@@ -2,7 +2,7 @@
 
 import azure.functions as func
 
-from shared import relay
+from shared import backlog, relay
 from shared.metrics import counted
 from shared.responses import ACCEPTED, Reply
 
@@ -54,3 +54,9 @@ async def health(req: func.HttpRequest) -> func.HttpResponse:
 async def redeliver(msg: func.QueueMessage) -> None:
     """Deliver an event stored while CIJ was unavailable (DELIVERY_FALLBACK=queue)."""
     await relay.current().redeliver(msg.get_body())
+
+
+@app.timer_trigger(arg_name="timer", schedule="0 */5 * * * *", run_on_startup=False, use_monitor=False)
+async def queue_depth(timer: func.TimerRequest) -> None:
+    """Every five minutes: events awaiting redelivery and events given up on (DELIVERY_FALLBACK=queue)."""
+    await backlog.report()
