@@ -1,0 +1,1 @@
+"""`python -m relayctl`: the operator's view of the redelivery queues (status, peek, replay)."""
