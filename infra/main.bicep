@@ -8,8 +8,45 @@ targetScope = 'subscription'
 @description('Name of the azd environment; seeds the resource token and the azd-env-name tag.')
 param environmentName string
 
+// The regions that offer Flex Consumption: the one list of them in this project (azd offers only
+// these when it asks for a region). Compare with `az functionapp list-flexconsumption-locations
+// --query "[].name" -o tsv` and add a region here when Flex Consumption reaches it.
 @minLength(1)
-@description('Region for every resource; it must offer Flex Consumption (az functionapp list-flexconsumption-locations).')
+@description('Region for every resource; only regions that offer Flex Consumption are allowed.')
+@allowed([
+  'australiaeast'
+  'australiasoutheast'
+  'brazilsouth'
+  'canadacentral'
+  'centralindia'
+  'centralus'
+  'eastasia'
+  'eastus'
+  'eastus2'
+  'francecentral'
+  'germanywestcentral'
+  'italynorth'
+  'japaneast'
+  'japanwest'
+  'koreacentral'
+  'northcentralus'
+  'northeurope'
+  'norwayeast'
+  'southafricanorth'
+  'southcentralus'
+  'southeastasia'
+  'southindia'
+  'spaincentral'
+  'swedencentral'
+  'uaenorth'
+  'uksouth'
+  'ukwest'
+  'westcentralus'
+  'westeurope'
+  'westus'
+  'westus2'
+  'westus3'
+])
 @metadata({
   azd: {
     type: 'location'
@@ -42,15 +79,16 @@ param instanceMemoryMB int = 2048
 
 // perInstanceConcurrency: Python's default is 1, which would start one instance per in-flight
 // request. The relay is async and I/O-bound: a single event is one outbound HTTPS call to CIJ on a
-// pooled aiohttp session of UPSTREAM_MAX_CONNECTIONS=100 connections per instance. 64 in-flight
-// requests hold at most 64 of them and leave 36 for the queue-triggered redelivery (host.json:
-// batchSize 16 + newBatchThreshold 8 = up to 24 messages at once), so an instance asks for help
-// before its pool makes callers wait for a connection. Batch requests fan out up to
-// BATCH_CONCURRENCY=10 calls each; a burst of batches may queue briefly on the pool, inside
-// FORWARD_TIMEOUT_SECONDS. Lower the value if CIJ throttles, raise it together with the pool.
+// pooled aiohttp session of UPSTREAM_MAX_CONNECTIONS=100 connections per instance. Flex Consumption
+// scales the HTTP functions together (the "http" group) and each other trigger on instances of its
+// own: the queue-triggered redeliver function never shares an instance, nor its pool, with HTTP
+// requests. 64 in-flight single-event requests hold at most 64 connections and leave 36 for batch
+// requests, which fan out up to BATCH_CONCURRENCY=10 calls each, so an instance asks for help before
+// its pool makes callers wait for a connection; a burst of batches may queue briefly on the pool,
+// inside FORWARD_TIMEOUT_SECONDS. Lower the value if CIJ throttles, raise it together with the pool.
 @minValue(1)
 @maxValue(1000)
-@description('HTTP requests one instance serves at once before Flex Consumption adds an instance. Sized to the relay\'s pool of UPSTREAM_MAX_CONNECTIONS=100 outbound connections to CIJ: 64 requests plus up to 24 queue redeliveries fit in it.')
+@description('HTTP requests one instance serves at once before Flex Consumption adds an instance. Sized to the relay\'s pool of UPSTREAM_MAX_CONNECTIONS=100 outbound connections to CIJ per instance, which on HTTP instances serves HTTP requests only (queue redeliveries scale on instances of their own).')
 param httpPerInstanceConcurrency int = 64
 
 @minValue(0)
@@ -58,7 +96,7 @@ param httpPerInstanceConcurrency int = 64
 @description('Instances of the HTTP functions kept warm, billed while idle. 0 (default): scale to zero and accept a cold start after idle periods.')
 param alwaysReadyInstances int = 0
 
-@description('Spread instances over availability zones (not offered in every Flex region). The platform then keeps two always-ready instances, billed around the clock.')
+@description('Spread instances over availability zones (not offered in every Flex region). The platform then keeps at least two always-ready instances for each scaling group, whatever alwaysReadyInstances says: two for the HTTP functions and two for the redeliver queue function, so at least four instances billed around the clock.')
 param zoneRedundant bool = false
 
 @description('Object ID of the person or pipeline that deploys (azd sets AZURE_PRINCIPAL_ID). Granted Key Vault Secrets Officer on the vault so it can rotate the CIJ secrets. Empty: no grant.')
@@ -72,8 +110,39 @@ param principalId string = ''
 @description('Kind of principal principalId names.')
 param principalType string = 'User'
 
-@description('Name of the storage queue holding events that await redelivery (DELIVERY_QUEUE_NAME).')
+// A storage queue name is 3-63 lower-case letters, digits and single hyphens, starting and ending
+// with a letter or digit. The Functions host moves messages that keep failing to <name>-poison,
+// which must be a valid name too: hence at most 56 characters here. The length is checked before
+// anything is deployed; a name with other characters is refused by the storage service when it
+// creates the queue, before the function app exists (the app depends on the queue).
+@minLength(3)
+@maxLength(56)
+@description('Name of the storage queue holding events that await redelivery (DELIVERY_QUEUE_NAME): 3-56 lower-case letters, digits and single hyphens, starting and ending with a letter or digit, so that <name>-poison is a valid queue name too.')
 param deliveryQueueName string = 'pending-events'
+
+@allowed([
+  'off'
+  'monitor'
+  'enforce'
+])
+@description('Firebase App Check (APP_CHECK_MODE): off, monitor (verify and log, accept anyway) or enforce (401 without a valid X-Firebase-AppCheck token). monitor and enforce need appCheckProjectNumber. azd: AZURE_APP_CHECK_MODE.')
+param appCheckMode string = 'off'
+
+@description('Firebase project number the App Check tokens must be issued for (APP_CHECK_PROJECT_NUMBER, digits only). azd: AZURE_APP_CHECK_PROJECT_NUMBER.')
+param appCheckProjectNumber string = ''
+
+@description('Comma-separated Firebase app IDs allowed to send events (APP_CHECK_APP_IDS); empty: any app of the project. azd: AZURE_APP_CHECK_APP_IDS.')
+param appCheckAppIds string = ''
+
+@minValue(0)
+@maxValue(1000000)
+@description('Events per minute one device token may send, per instance (DEVICE_RATE_PER_MINUTE); 0 turns the limit off.')
+param deviceRatePerMinute int = 60
+
+@minValue(1)
+@maxValue(1000000)
+@description('Events one device may send at once before deviceRatePerMinute applies (DEVICE_RATE_BURST).')
+param deviceRateBurst int = 120
 
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var serviceName = 'relay'
@@ -144,9 +213,8 @@ module functionApp 'modules/function.bicep' = {
     planName: 'plan-${resourceToken}'
     name: 'func-${serviceName}-${resourceToken}'
     location: location
-    tags: union(tags, {
-      'azd-service-name': serviceName
-    })
+    tags: tags
+    serviceName: serviceName
     identityId: identity.outputs.id
     identityClientId: identity.outputs.clientId
     storageAccountName: storage.outputs.name
@@ -159,6 +227,11 @@ module functionApp 'modules/function.bicep' = {
     httpPerInstanceConcurrency: httpPerInstanceConcurrency
     alwaysReadyInstances: alwaysReadyInstances
     zoneRedundant: zoneRedundant
+    appCheckMode: appCheckMode
+    appCheckProjectNumber: appCheckProjectNumber
+    appCheckAppIds: appCheckAppIds
+    deviceRatePerMinute: deviceRatePerMinute
+    deviceRateBurst: deviceRateBurst
   }
 }
 
@@ -177,3 +250,5 @@ output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output DELIVERY_POISON_QUEUE_NAME string = '${storage.outputs.queueName}-poison'
 output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.appInsightsName
 output AZURE_MANAGED_IDENTITY_NAME string = identity.outputs.name
+// Read by the predeploy hook (scripts/wait_for_roles.py) to find the identity's role assignments.
+output AZURE_MANAGED_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId

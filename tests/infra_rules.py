@@ -18,10 +18,8 @@ from tests.infra_model import (
     VAULT,
     Ref,
     Template,
-    azure_yaml_service,
     body,
     dotted,
-    find_key,
     follow,
     is_identity,
     unquote,
@@ -34,6 +32,12 @@ from tests.infra_rules_access import (
     check_roles,
     check_secure_params,
     check_storage,
+)
+from tests.infra_rules_deploy import (
+    check_azd_service_tag,
+    check_flex_site_config,
+    check_location,
+    check_queue_name,
 )
 
 # App settings read by the Functions host or platform rather than by the relay's code.
@@ -49,20 +53,35 @@ PLATFORM_SETTINGS = frozenset(
     }
 )
 
-# Never set in Azure: key-based storage, the CIJ values outside Key Vault, and the settings that
-# Flex Consumption rejects (functionAppConfig replaces them).
+# Never set in Azure: key-based storage, the CIJ values outside Key Vault, and the settings Flex
+# Consumption refuses (FUNCTIONS_WORKER_RUNTIME) or has deprecated (functionAppConfig and the
+# deployment container replace them).
 FORBIDDEN_IN_AZURE = frozenset(
     {
         "AzureWebJobsStorage",
         "CIJ_ORG_ID",
         "CIJ_PUBLIC_ENDPOINT",
         "FUNCTIONS_WORKER_RUNTIME",
+        "FUNCTIONS_WORKER_RUNTIME_VERSION",
         "FUNCTIONS_EXTENSION_VERSION",
+        "FUNCTIONS_WORKER_PROCESS_COUNT",
+        "SCM_DO_BUILD_DURING_DEPLOYMENT",
+        "ENABLE_ORYX_BUILD",
         "WEBSITE_RUN_FROM_PACKAGE",
         "WEBSITE_CONTENTAZUREFILECONNECTIONSTRING",
         "WEBSITE_CONTENTSHARE",
+        "WEBSITE_CONTENTOVERVNET",
+        "WEBSITE_SKIP_CONTENTSHARE_VALIDATION",
+        "WEBSITE_VNET_ROUTE_ALL",
+        "WEBSITE_MAX_DYNAMIC_APPLICATION_SCALE_OUT",
     }
 )
+
+# The relay's settings the deployment sets on purpose to something other than the relay's default.
+DEPLOYMENT_CHOICES = frozenset({"DELIVERY_FALLBACK"})
+
+# main.bicep parameters an operator sets with `azd env set <name>` (main.parameters.json).
+AZD_ENV_PARAMS = ("cijOrgId", "cijPublicEndpoint", "appCheckMode", "appCheckProjectNumber", "appCheckAppIds")
 
 
 def check_layout(t: Template) -> list[str]:
@@ -130,10 +149,6 @@ def check_function_app(t: Template) -> list[str]:
             f"triggers.http.perInstanceConcurrency must be set explicitly, above Python's "
             f"default of 1 and within the UPSTREAM_MAX_CONNECTIONS pool of {pool}; got {value!r}"
         )
-
-    service = find_key(follow(t, file, site.get("tags")).literal, "azd-service-name")
-    if service is None or follow(t, MAIN, service).literal != azure_yaml_service(t.root):
-        problems.append("the function app's azd-service-name tag must name the service in azure.yaml")
     return problems
 
 
@@ -146,7 +161,6 @@ def check_site_hardening(t: Template) -> list[str]:
         (props, "httpsOnly", True),
         (site_config, "minTlsVersion", "1.2"),
         (site_config, "scmMinTlsVersion", "1.2"),
-        (site_config, "ftpsState", "Disabled"),
         (site_config, "remoteDebuggingEnabled", False),
         (site_config, "http20Enabled", True),
     ]
@@ -204,6 +218,7 @@ def check_app_setting_values(t: Template) -> list[str]:
     for name, endpoint in (
         ("AzureWebJobsStorage__blobServiceUri", "blob"),
         ("AzureWebJobsStorage__queueServiceUri", "queue"),
+        ("AzureWebJobsStorage__tableServiceUri", "table"),
     ):
         if not settings.get(name, Ref("")).is_resource(STORAGE, f"properties.primaryEndpoints.{endpoint}"):
             problems.append(f"{name} must be the storage account's {endpoint} endpoint")
@@ -222,12 +237,26 @@ def check_app_setting_values(t: Template) -> list[str]:
     return problems
 
 
+def known_text(t: Template, ref: Ref) -> str | None:
+    """An app setting's value when the templates fix it (a literal, a parameter's default, or
+    string() of one); None when it is only known at deployment time."""
+    value = ref.literal
+    if isinstance(value, dict) and value.get("function", {}).get("type") == "string":
+        (arg,) = value["function"]["parameters"].values()
+        inner = follow(t, ref.file, arg).literal
+        return str(inner) if isinstance(inner, int | str) and not isinstance(inner, bool) else None
+    if isinstance(value, str) and "${" not in value:
+        return value
+    return None
+
+
 def env_from_templates(t: Template) -> dict[str, str]:
     """The app settings as the relay would see them, deployment-time values replaced by stand-ins."""
     env = {}
     for name, ref in app_settings(t).items():
-        if isinstance(ref.literal, str) and "${" not in ref.literal:
-            env[name] = ref.literal
+        text = known_text(t, ref)
+        if text is not None:
+            env[name] = text
         elif name.endswith(("Uri", "URL")):
             env[name] = "https://deployment-time.example/"
         else:
@@ -235,12 +264,36 @@ def env_from_templates(t: Template) -> dict[str, str]:
     return env
 
 
+def check_setting_defaults(t: Template) -> list[str]:
+    """Unless the operator changes a parameter, the relay runs with its own defaults."""
+    problems = []
+    for name, ref in sorted(app_settings(t).items()):
+        if name not in relay_settings.SETTING_NAMES or name in DEPLOYMENT_CHOICES:
+            continue
+        text = known_text(t, ref)
+        if text is not None and (text or None) != relay_settings._DEFAULTS[name]:
+            problems.append(
+                f"{name} is {text!r} in the templates but {relay_settings._DEFAULTS[name]!r} in "
+                "shared/settings.py; change the default in both places or neither"
+            )
+    return problems
+
+
 def check_parameters_file(t: Template) -> list[str]:
     problems: list[str] = []
     values = json.loads((t.root / "main.parameters.json").read_text())["parameters"]
-    for name, param in t.doc(MAIN)["parameters"].items():
+    declared = t.doc(MAIN)["parameters"]
+    for name, param in declared.items():
         if param["default"] is None and name not in values:
             problems.append(f"main.parameters.json does not map the required parameter {name}")
+    for name in sorted(set(values) - set(declared)):
+        problems.append(f"main.parameters.json maps {name}, which main.bicep does not declare")
+    for name in AZD_ENV_PARAMS:
+        value = str(values.get(name, {}).get("value", ""))
+        if not re.fullmatch(r"\$\{AZURE_[A-Z0-9_]+(=[^}]*)?\}", value):
+            problems.append(
+                f"main.parameters.json must map {name} to an azd environment value ${{AZURE_...}}"
+            )
     for name in SECRET_PARAMS:
         value = values.get(name, {}).get("value", "")
         match = re.fullmatch(r"\$\{([A-Z0-9_]+)\}", str(value))
@@ -255,6 +308,11 @@ def check_parameters_file(t: Template) -> list[str]:
 
 ALL_CHECKS = (
     check_layout,
+    check_flex_site_config,
+    check_azd_service_tag,
+    check_location,
+    check_queue_name,
+    check_setting_defaults,
     check_function_app,
     check_site_hardening,
     check_storage,

@@ -29,6 +29,7 @@ from tests.infra_model import (
 IDENTITY_ROLES = {
     "Storage Blob Data Owner": ("b7e6dc6d-f1e8-4753-8033-0f276bb0955b", STORAGE),
     "Storage Queue Data Contributor": ("974c5e8b-45b9-4653-ba55-5f855dd0fb88", STORAGE),
+    "Storage Table Data Contributor": ("0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3", STORAGE),
     "Monitoring Metrics Publisher": ("3913510d-42f4-4e42-8a64-420c390055eb", APP_INSIGHTS),
     "Key Vault Secrets User": ("4633458b-17de-408a-b874-0445c86b69e6", VAULT),
 }
@@ -43,6 +44,7 @@ REQUIRED_OUTPUTS = (
     "AZURE_FUNCTION_APP_NAME",
     "FUNCTION_APP_URL",
     "AZURE_KEY_VAULT_NAME",
+    "AZURE_MANAGED_IDENTITY_PRINCIPAL_ID",
 )
 
 # Tokens that must never appear in an output: key listing functions and connection strings.

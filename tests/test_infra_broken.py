@@ -37,6 +37,7 @@ def copy(tmp_path) -> Path:
     [
         ("modules/storage.bicep", "blobDataOwner", "Storage Blob Data Owner"),
         ("modules/storage.bicep", "queueDataContributor", "Storage Queue Data Contributor"),
+        ("modules/storage.bicep", "tableDataContributor", "Storage Table Data Contributor"),
         ("modules/monitoring.bicep", "metricsPublisher", "Monitoring Metrics Publisher"),
         ("modules/keyvault.bicep", "secretsUser", "Key Vault Secrets User"),
     ],
@@ -150,13 +151,6 @@ def test_per_instance_concurrency_removed_is_reported(copy):
     ("file", "old", "new", "check", "expected"),
     [
         ("modules/function.bicep", "httpsOnly: true", "httpsOnly: false", check_site_hardening, "httpsOnly"),
-        (
-            "modules/function.bicep",
-            "ftpsState: 'Disabled'",
-            "ftpsState: 'AllAllowed'",
-            check_site_hardening,
-            "ftpsState",
-        ),
         ("modules/function.bicep", "version: '3.11'", "version: '3.10'", check_function_app, "python 3.11"),
         ("modules/function.bicep", "name: 'FC1'", "name: 'Y1'", check_function_app, "FC1"),
         (

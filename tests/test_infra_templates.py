@@ -17,6 +17,7 @@ from tests.infra_rules import (
     check_settings_drift,
     env_from_templates,
 )
+from tests.infra_rules_deploy import decorator
 
 
 @pytest.fixture(scope="module")
@@ -63,3 +64,32 @@ def test_azure_yaml_declares_one_python_function_service():
     assert azure_yaml_service() == "relay"
     for line in ("project: .", "host: function", "language: python"):
         assert re.search(rf"^\s+{re.escape(line)}\s*$", text, re.M), line
+
+
+def test_app_check_rate_limit_and_sdk_log_settings_are_deployed_with_the_relay_s_defaults(template):
+    names = set(app_settings(template))
+    assert {
+        "APP_CHECK_MODE",
+        "APP_CHECK_PROJECT_NUMBER",
+        "APP_CHECK_APP_IDS",
+        "DEVICE_RATE_PER_MINUTE",
+        "DEVICE_RATE_BURST",
+        "AZURE_SDK_LOG_LEVEL",
+        "AzureWebJobsStorage__tableServiceUri",
+    } <= names
+    loaded = relay_settings.load(env_from_templates(template))
+    assert (loaded.app_check_mode, loaded.app_check_project_number, loaded.app_check_app_ids) == (
+        "off",
+        None,
+        (),
+    )
+    assert (loaded.device_rate_per_minute, loaded.device_rate_burst) == (60, 120)
+    assert loaded.azure_sdk_log_level == "WARNING"
+
+
+def test_every_app_check_mode_the_template_offers_is_one_the_relay_accepts(template):
+    modes = decorator(template.doc(MAIN)["parameters"]["appCheckMode"], "allowed")
+    assert modes == ["off", "monitor", "enforce"]
+    for mode in modes:
+        env = {"CIJ_ORG_ID": "x", "APP_CHECK_MODE": mode, "APP_CHECK_PROJECT_NUMBER": "1234567890"}
+        assert relay_settings.load(env).app_check_mode == mode

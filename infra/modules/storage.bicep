@@ -1,5 +1,5 @@
-// Storage for the Functions host (AzureWebJobsStorage), the deployment package container and the
-// redelivery queue. Shared-key access is off: everything goes through the relay's identity.
+// Storage for the Functions host (AzureWebJobsStorage: blobs, queues, and tables for its diagnostic
+// events), the deployment package container and the redelivery queue. Shared-key access is off: everything goes through the relay's identity.
 param name string
 param location string
 param tags object
@@ -9,6 +9,7 @@ param identityPrincipalId string
 
 var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
 var storageQueueDataContributor = '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
+var storageTableDataContributor = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   //checkov:skip=CKV_AZURE_35: Flex Consumption without VNet integration has no fixed outbound addresses to allow; access is Entra-only (shared keys off)
@@ -86,6 +87,17 @@ resource queueDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-0
   scope: storage
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageQueueDataContributor)
+    principalId: identityPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// The host writes its diagnostic events to tables (AzureWebJobsStorage__tableServiceUri).
+resource tableDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, identityPrincipalId, storageTableDataContributor)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageTableDataContributor)
     principalId: identityPrincipalId
     principalType: 'ServicePrincipal'
   }
