@@ -96,7 +96,7 @@ param httpPerInstanceConcurrency int = 64
 @description('Instances of the HTTP functions kept warm, billed while idle. 0 (default): scale to zero and accept a cold start after idle periods.')
 param alwaysReadyInstances int = 0
 
-@description('Spread instances over availability zones (not offered in every Flex region). The platform then keeps at least two always-ready instances for each scaling group, whatever alwaysReadyInstances says: two for the HTTP functions and two for the redeliver queue function, so at least four instances billed around the clock.')
+@description('Spread instances over availability zones (not offered in every Flex region). The platform then keeps at least two always-ready instances for each scaling group, whatever alwaysReadyInstances says: the HTTP functions form one group and every other function (the redeliver queue trigger, the queue-depth timer) is a group of its own, so at least six instances billed around the clock.')
 param zoneRedundant bool = false
 
 @description('Object ID of the person or pipeline that deploys (azd sets AZURE_PRINCIPAL_ID). Granted Key Vault Secrets Officer on the vault so it can rotate the CIJ secrets. Empty: no grant.')

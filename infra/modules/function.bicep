@@ -36,7 +36,7 @@ param httpPerInstanceConcurrency int
 @description('Instances of the HTTP function group kept warm (billed while idle). 0: scale to zero.')
 param alwaysReadyInstances int
 
-@description('Spread instances over availability zones; the platform then keeps at least two always-ready instances per scaling group (HTTP, and the queue function).')
+@description('Spread instances over availability zones; the platform then keeps at least two always-ready instances per scaling group (the HTTP functions, and each other function).')
 param zoneRedundant bool
 
 @allowed([
@@ -65,7 +65,7 @@ resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
 }
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
-  //checkov:skip=CKV_AZURE_225: Zone redundancy keeps at least two always-ready instances per scaling group (HTTP, queue) billed around the clock and is not in every Flex region; opt in with zoneRedundant=true
+  //checkov:skip=CKV_AZURE_225: Zone redundancy keeps at least two always-ready instances per scaling group (HTTP, and each other function) billed around the clock and is not in every Flex region; opt in with zoneRedundant=true
   name: planName
   location: location
   tags: tags
