@@ -134,7 +134,12 @@ def _renumbered(node: Any, numbers: dict[int, int]) -> Any:
 
 def _without_descriptions(node: Any) -> Any:
     if isinstance(node, dict):
-        return {k: _without_descriptions(v) for k, v in node.items() if k != "description"}
+        # a description is text; a property *named* description (a dict) stays
+        return {
+            k: _without_descriptions(v)
+            for k, v in node.items()
+            if k != "description" or not isinstance(v, str)
+        }
     if isinstance(node, list):
         return [_without_descriptions(v) for v in node]
     return node
