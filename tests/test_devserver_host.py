@@ -19,6 +19,7 @@ from devserver.__main__ import READ_LIMITS, adapt
 from devserver.host import wire_answer
 from shared.events import (
     EMPTY_BODY,
+    MAX_BATCH_BYTES,
     MAX_EVENT_BYTES,
     FieldError,
     InvalidEvent,
@@ -26,7 +27,8 @@ from shared.events import (
     UnsupportedMediaType,
 )
 from shared.forwarder import UpstreamMisconfigured, UpstreamRejected, UpstreamUnavailable
-from shared.responses import Reply, accepted, from_error, problem
+from shared.ratelimit import RateLimited
+from shared.responses import Reply, accepted, from_error
 from shared.settings import ConfigError
 from shared.target import TargetUnavailable
 from tests.conftest import FUNCTIONS, call, new_event
@@ -46,7 +48,7 @@ KINDS: dict[str, tuple[Reply, int, list[tuple[str, str]]]] = {
     "413": (from_error(PayloadTooLarge(MAX_EVENT_BYTES)), 413, [("Content-Type", PROBLEM)]),
     "415": (from_error(UnsupportedMediaType("text/plain")), 415, [("Content-Type", PROBLEM)]),
     "429": (
-        problem(429, "rate-limited", "Too many requests", "Retry after the given delay.", 17),
+        from_error(RateLimited(16.2)),
         429,
         [("Content-Type", PROBLEM), ("Retry-After", "17")],
     ),
@@ -192,5 +194,40 @@ async def test_a_body_without_content_length_reaches_the_function_empty(http, st
             assert r.status == 202
             assert without_server_headers(r.raw_headers) == [("Content-Type", JSON)]
         assert static_env.requests == 1
+    finally:
+        await server.close()
+
+
+@pytest.mark.parametrize(
+    ("route", "method", "body", "status"),
+    [
+        ("events", "POST", "event", 202),
+        ("events/batch", "POST", "batch", 200),
+        ("events", "POST", b"{", 400),
+        ("health", "GET", None, 200),
+    ],
+)
+async def test_the_real_routes_answer_the_same_in_process_and_through_the_dev_server(
+    route, method, body, status, http, static_env
+):
+    data = {
+        "event": lambda: json.dumps(new_event()).encode(),
+        "batch": lambda: json.dumps([new_event(), {"TrackingId": "x"}]).encode(),
+    }
+    payload = data[body]() if isinstance(body, str) else body
+    in_process = rpc_http(await call(route, payload, method=method))
+    assert in_process["status_code"] == str(status)
+    assert in_process["headers"]["Content-Type"] in (JSON, PROBLEM)  # as given: no charset added
+
+    app = web.Application()
+    app.router.add_route(method, f"/api/{route}", adapt(FUNCTIONS[route], MAX_BATCH_BYTES))
+    server = await serve(app)
+    try:
+        payload = data[body]() if isinstance(body, str) else body
+        headers = {"Content-Type": JSON} if payload is not None else {}
+        async with http.request(method, server.make_url(f"/api/{route}"), data=payload, headers=headers) as r:
+            assert r.status == status
+            assert without_server_headers(r.raw_headers) == list(in_process["headers"].items())
+            assert json.loads(await r.read()) == json.loads(in_process["body"])
     finally:
         await server.close()
