@@ -2,9 +2,11 @@
 
 import azure.functions as func
 
-from shared import backlog, relay
+from shared import backlog, relay, telemetry
 from shared.metrics import counted
 from shared.responses import ACCEPTED, Reply
+
+telemetry.configure()  # metrics to Application Insights, when it is configured
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
