@@ -144,6 +144,14 @@ param deviceRatePerMinute int = 60
 @description('Events one device may send at once before deviceRatePerMinute applies (DEVICE_RATE_BURST).')
 param deviceRateBurst int = 120
 
+@description('E-mail address the relay\'s alerts go to (poison queue not empty, backlog growing, events unavailable, CIJ refusing the target, Key Vault reads failing). Empty: no action group; the alerts show in the portal only. azd: AZURE_ALERT_EMAIL.')
+param alertEmail string = ''
+
+@minValue(1)
+@maxValue(100)
+@description('Alert when more than this percentage of the events answered in 15 minutes were unavailable (a 5xx to the app or a failed redelivery).')
+param unavailableAlertPercent int = 5
+
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var serviceName = 'relay'
 var tags = {
@@ -175,6 +183,28 @@ module monitoring 'modules/monitoring.bicep' = {
     location: location
     tags: tags
     identityPrincipalId: identity.outputs.principalId
+  }
+}
+
+module alerts 'modules/alerts.bicep' = {
+  name: 'alerts'
+  scope: rg
+  params: {
+    appInsightsName: monitoring.outputs.appInsightsName
+    location: location
+    tags: tags
+    alertEmail: alertEmail
+    unavailableSharePercent: unavailableAlertPercent
+  }
+}
+
+module workbook 'modules/workbook.bicep' = {
+  name: 'workbook'
+  scope: rg
+  params: {
+    appInsightsName: monitoring.outputs.appInsightsName
+    location: location
+    tags: tags
   }
 }
 

@@ -42,6 +42,7 @@ class Readings:
     refreshes: Tally = field(default_factory=Tally)  # result -> count
     depth: dict[str, int] = field(default_factory=dict)  # queue -> last value
     attributes: list[dict] = field(default_factory=list)  # every attribute set seen
+    names: set[str] = field(default_factory=set)  # every metric name seen
 
     def cij_count(self, result: str) -> int:
         """How many CIJ answers of class `result` were timed."""
@@ -61,6 +62,7 @@ class Meter:
         for resource in data.resource_metrics if data else ():
             for scope in resource.scope_metrics:
                 for metric in scope.metrics:
+                    readings.names.add(metric.name)
                     for point in metric.data.data_points:
                         attrs = dict(point.attributes or {})
                         readings.attributes.append(attrs)
