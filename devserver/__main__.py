@@ -2,40 +2,38 @@
 
 With no CIJ target configured (KEY_VAULT_URL, or CIJ_ORG_ID + CIJ_PUBLIC_ENDPOINT, in the
 environment or local.settings.json) it also starts the CIJ emulator and points the relay at it.
-Function keys are not enforced locally, as with Azure Functions Core Tools.
+With --queue it runs Azurite and turns durable delivery on. Function keys are not enforced
+locally, as with Azure Functions Core Tools. Settings are checked before anything starts.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
+import contextlib
 import logging
 import os
+import signal
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from shared import relay
 from shared import settings as settings_module
 from shared.events import MAX_BATCH_BYTES, MAX_EVENT_BYTES
 from shared.settings import ConfigError
 
-from . import host
-from .emulator import Emulator, start
+from . import azurite, banner, host, local_settings
+from .destination import configured, unanswered
+from .emulator import Emulator
+from .errors import StartError, listen_error
 
-ROOT = Path(__file__).resolve().parent.parent
 # Bodies are read up to the route's cap plus one byte: enough for the function to answer 413
 # without the server buffering an unbounded upload.
 READ_LIMITS = {"/api/events/batch": MAX_BATCH_BYTES}
-
-
-def load_local_settings(path: Path = ROOT / "local.settings.json") -> None:
-    """Copy `Values` from local.settings.json into the environment, as Core Tools does."""
-    if path.exists():
-        for key, value in json.loads(path.read_text()).get("Values", {}).items():
-            os.environ.setdefault(key, str(value))
 
 
 def http_routes(function_app: Any) -> list[tuple[str, str, Any]]:
@@ -84,72 +82,161 @@ def build_app() -> web.Application:
     return app
 
 
-def _print_banner(port: int, emulated: bool) -> None:
-    sample = json.dumps(
-        {"TrackingId": str(uuid.uuid4()), "DeviceToken": "demo-device-token", "PushNotificationStatus": 1}
-    )
-    print(
-        f"CIJ relay on http://127.0.0.1:{port}/api/events" + (" (CIJ emulator embedded)" if emulated else ""),
-        flush=True,
-    )
-    print("Try it:", flush=True)
-    print(
-        f"  curl -i -X POST http://127.0.0.1:{port}/api/events "
-        f"-H 'Content-Type: application/json' -d '{sample}'",
-        flush=True,
-    )
+def check_settings() -> settings_module.Settings:
+    """The settings as the relay will read them; StartError with the message the relay would log."""
+    try:
+        return settings_module.load()
+    except ConfigError as exc:
+        raise StartError(f"relay settings invalid: {exc}") from None
 
 
-async def serve(host: str, port: int, emulator_port: int) -> None:
-    """Start the optional emulator and the relay, then run until cancelled."""
-    load_local_settings()
-    try:  # read as the relay reads them (blank = unset), so both agree on whether a target is set
-        configured = settings_module.load()
-        emulated = not (configured.key_vault_url or configured.public_endpoint)
-    except ConfigError:
-        emulated = False  # the relay answers 503 and logs which setting is wrong
-    if emulated:
-        org_id = str(uuid.uuid4())
+async def listen(runner: web.AppRunner, host: str, port: int, what: str, option: str) -> int:
+    """Serve `runner` on host:port; the bound port, or StartError for an address it cannot use."""
+    try:
+        await web.TCPSite(runner, host, port, backlog=1024).start()
+    except OSError as exc:
+        raise listen_error(exc, what, host, port, option) from None
+    return runner.addresses[-1][1]
 
-        def show(event: dict[str, Any]) -> None:
-            print(
-                f"CIJ emulator: 202 for TrackingId={event['TrackingId']} "
-                f"PushNotificationStatus={event['PushNotificationStatus']}",
-                flush=True,
-            )
 
-        _, bound = await start(Emulator(org_id, show), host, emulator_port)
-        os.environ.update(
-            CIJ_ORG_ID=org_id,
-            CIJ_PUBLIC_ENDPOINT=f"http://{host}:{bound}/",
-            # The emulator's host is allowed alongside any patterns already set.
-            CIJ_ALLOWED_HOSTS=",".join(filter(None, (os.environ.get("CIJ_ALLOWED_HOSTS", "").strip(), host))),
+async def start_emulator(stack: contextlib.AsyncExitStack, port: int) -> str:
+    """The CIJ emulator on loopback (reachable by the relay whatever --host is); its URL."""
+
+    def show(event: dict[str, Any]) -> None:
+        print(
+            f"CIJ emulator: 202 for TrackingId={event['TrackingId']} "
+            f"PushNotificationStatus={event['PushNotificationStatus']}",
+            flush=True,
         )
-        print(f"CIJ emulator on http://{host}:{bound}/ (report: GET /_emulator/received)", flush=True)
-    runner = web.AppRunner(build_app(), access_log=None)
+
+    def changed(emulator: Emulator) -> None:
+        print(f"CIJ emulator: {'down, answering 503' if emulator.down else 'back up'}", flush=True)
+
+    org_id = str(uuid.uuid4())
+    runner = web.AppRunner(Emulator(org_id, show, changed).app(), access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, host, port, backlog=1024).start()
-    _print_banner(port, emulated)
-    await asyncio.Event().wait()
-
-
-def main() -> None:
-    """Parse the command line and serve until Ctrl+C."""
-    parser = argparse.ArgumentParser(
-        prog="python -m devserver", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    stack.push_async_callback(runner.cleanup)
+    bound = await listen(runner, "127.0.0.1", port, "the CIJ emulator", "--emulator-port (0: any free port)")
+    url = f"http://127.0.0.1:{bound}/"
+    os.environ.update(
+        CIJ_ORG_ID=org_id,
+        CIJ_PUBLIC_ENDPOINT=url,
+        # The emulator's host is allowed alongside any patterns already set.
+        CIJ_ALLOWED_HOSTS=",".join(
+            filter(None, (os.environ.get("CIJ_ALLOWED_HOSTS", "").strip(), "127.0.0.1"))
+        ),
     )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=7071)
-    parser.add_argument("--emulator-port", type=int, default=0, help="0 picks a free port")
-    parser.add_argument("--log-level", default="INFO")
-    args = parser.parse_args()
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    return url
+
+
+async def start_queue(stack: contextlib.AsyncExitStack, queue_name: str) -> list[str]:
+    """Azurite with the relay's queues, and durable delivery turned on; the banner's lines."""
+    connection = await stack.enter_async_context(azurite.queue_service(queue_name))
+    replaced = os.environ.pop("AzureWebJobsStorage__queueServiceUri", None)
+    os.environ.update(DELIVERY_FALLBACK="queue", AzureWebJobsStorage=connection)
+    port = connection.split("QueueEndpoint=http://127.0.0.1:", 1)[1].split("/", 1)[0]
+    lines = [
+        f"Durable delivery on: events CIJ cannot take are queued on {queue_name} in Azurite "
+        f"(127.0.0.1:{port}, in memory; poison queue {queue_name}-poison)",
+    ]
+    if replaced:
+        lines.append("  (AzureWebJobsStorage__queueServiceUri is ignored: --queue uses Azurite)")
+    return lines
+
+
+async def serve(args: argparse.Namespace) -> None:
+    """Check the settings, start what the run needs, print the banner, and serve until cancelled."""
+    settings_file = Path(args.settings) if args.settings else local_settings.DEFAULT_PATH
+    from_file = set(local_settings.apply(local_settings.read(settings_file, required=bool(args.settings))))
+    if args.queue:  # checked as they will be: the fallback on, a connection string to come
+        os.environ.update(DELIVERY_FALLBACK="queue", AzureWebJobsStorage=azurite.connection_string(0))
+    settings = check_settings()
+    emulated = not (settings.key_vault_url or settings.public_endpoint)
+    destination = None if emulated else configured(settings, from_file)
+    async with contextlib.AsyncExitStack() as stack:
+        lines: list[str] = []
+        if destination is None:
+            lines += banner.emulator_lines(await start_emulator(stack, args.emulator_port))
+        else:
+            lines.append(f"Events go to {destination.description}")
+            problem = await unanswered(destination.url)
+            if problem:
+                lines.append(f"  warning: nothing answers there ({problem}); events will get 502/503/504")
+        if args.queue:
+            lines += await start_queue(stack, settings.delivery_queue_name)
+        check_settings()
+        stack.push_async_callback(relay.reset)  # the relay's session and clients, after the server
+        runner = web.AppRunner(build_app(), access_log=None)
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        await listen(runner, args.host, args.port, "the relay", "--port")
+        lines = [*banner.relay_lines(args.host, args.port), *lines, *banner.try_it(args.host, args.port)]
+        print("\n".join(lines), flush=True)  # one write: whoever reads the first line has them all
+        await asyncio.Event().wait()
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line; --help shows every default."""
+    parser = argparse.ArgumentParser(
+        prog="./scripts/serve",
+        description="Serve the relay's HTTP routes locally, as `func start` does. "
+        + " ".join(__doc__.split("\n\n")[1].split()),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on; 0.0.0.0 for every interface"
+    )
+    parser.add_argument("--port", type=int, default=7071, help="port of the relay")
+    parser.add_argument(
+        "--emulator-port", type=int, default=7072, help="port of the embedded CIJ emulator (0: any free port)"
+    )
+    parser.add_argument(
+        "--settings",
+        metavar="FILE",
+        help="a local.settings.json to read instead of the one in the repository root (if any)",
+    )
+    parser.add_argument(
+        "--queue",
+        action="store_true",
+        help="run Azurite and turn durable delivery on: events CIJ cannot take are queued and redelivered",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="level of the relay's log lines",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve until Ctrl+C (or SIGTERM); 1 with one line on stderr when it cannot start as asked."""
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("azure").setLevel(logging.WARNING)
     try:
-        asyncio.run(serve(args.host, args.port, args.emulator_port))
+        asyncio.run(_until_stopped(serve(args)))
+    except StartError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 1
     except KeyboardInterrupt:
         pass
+    return 0
+
+
+async def _until_stopped(coroutine: Any) -> None:
+    """Run `coroutine`, cancelling it on SIGTERM as Ctrl+C does, so that what it started stops."""
+    task = asyncio.ensure_future(coroutine)
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError):  # pragma: no cover - not on Windows
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        await task
+    except asyncio.CancelledError:
+        if not task.cancelled():
+            raise
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

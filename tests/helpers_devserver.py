@@ -26,15 +26,22 @@ class DevServer:
     and `emulator_url` points at it.
     """
 
-    def __init__(self, env: dict[str, str | None] | None = None, log_level: str = "INFO") -> None:
+    def __init__(
+        self, env: dict[str, str | None] | None = None, log_level: str = "INFO", args: tuple[str, ...] = ()
+    ) -> None:
         self.env = dict(env or {})
         self.log_level = log_level
+        self.args = args
         self.port = 0
         self.emulator_port: int | None = None
         self.process: subprocess.Popen[bytes] | None = None
         self._dir = tempfile.mkdtemp(prefix="relay-devserver-")
         self.stdout_path = os.path.join(self._dir, "stdout.txt")
         self.stderr_path = os.path.join(self._dir, "stderr.txt")
+        # A local.settings.json of its own, empty: a developer's file in the repository is not read.
+        self.settings_path = os.path.join(self._dir, "local.settings.json")
+        with open(self.settings_path, "w") as settings:
+            settings.write('{"Values": {}}')
 
     @property
     def url(self) -> str:
@@ -91,6 +98,11 @@ class DevServer:
                         "devserver",
                         "--port",
                         str(self.port),
+                        "--emulator-port",
+                        "0",
+                        "--settings",
+                        self.settings_path,
+                        *self.args,
                         "--log-level",
                         self.log_level,
                     ],
@@ -139,3 +151,20 @@ class DevServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def run_devserver(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """`python -m devserver ARGS` to completion (for starts that must fail), output captured as text."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "COV_"))}
+    environment.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "devserver", *args],
+        cwd=ROOT,
+        env=environment,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -25,7 +25,7 @@ def served():
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CIJ_", "KEY_VAULT"))}
     process = subprocess.Popen(
-        ["./scripts/serve", "--port", str(port)],
+        ["./scripts/serve", "--port", str(port), "--emulator-port", "0"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -39,7 +39,7 @@ def served():
         if not line:
             break
         lines.append(line)
-        if line.strip().startswith("curl "):
+        if line.strip().startswith("curl ") and "/api/events" in line:
             break
     yield port, lines, process
     process.terminate()
@@ -48,7 +48,7 @@ def served():
 
 def test_the_printed_curl_line_returns_202_from_the_emulator(served):
     port, lines, _process = served
-    curl = next(line.strip() for line in lines if line.strip().startswith("curl "))
+    curl = next(line.strip() for line in lines if line.strip().startswith("curl ") and "/api/" in line)
     assert f"http://127.0.0.1:{port}/api/events" in curl
     result = subprocess.run(
         [*shlex.split(curl), "-s", "-o", "/dev/null", "-w", "%{http_code}"],
