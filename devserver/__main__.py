@@ -141,6 +141,8 @@ async def start_queue(stack: contextlib.AsyncExitStack, queue_name: str) -> list
     ]
     if replaced:
         lines.append("  (AzureWebJobsStorage__queueServiceUri is ignored: --queue uses Azurite)")
+    relayctl = f".venv/bin/python -m relayctl --connection-string '{connection}'"
+    lines.append(f"  look at the queues: {relayctl} status")
     return lines
 
 

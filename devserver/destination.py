@@ -33,7 +33,7 @@ def configured(settings: Settings, from_file: set[str]) -> Destination:
 
     if settings.key_vault_url:
         return Destination(
-            f"the CIJ target read from Key Vault {_origin_of(settings.key_vault_url)} "
+            f"the CIJ target read from the Key Vault on {_host_of(settings.key_vault_url)} "
             f"(KEY_VAULT_URL, from {origin('KEY_VAULT_URL')})",
             settings.key_vault_url,
         )
@@ -49,31 +49,31 @@ def configured(settings: Settings, from_file: set[str]) -> Destination:
             f"CIJ target rejected: {exc}; check CIJ_ORG_ID, CIJ_PUBLIC_ENDPOINT and CIJ_ALLOWED_HOSTS"
         ) from None
     return Destination(
-        f"CIJ at {_origin_of(endpoint)} (CIJ_PUBLIC_ENDPOINT, from {origin('CIJ_PUBLIC_ENDPOINT')})",
+        f"CIJ on {_host_of(endpoint)} (CIJ_PUBLIC_ENDPOINT, from {origin('CIJ_PUBLIC_ENDPOINT')})",
         endpoint,
     )
 
 
-def _origin_of(url: str) -> str:
-    """scheme://host[:port]/ of a URL: what may be shown (never a path, which may hold more)."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}/"
+def _host_of(url: str) -> str:
+    """The host of a URL: all that is shown of a target (the developer's own configuration, but an
+    endpoint is not printed whole, as the relay never logs it)."""
+    return urlsplit(url).hostname or "?"
 
 
 async def unanswered(url: str) -> str | None:
     """Why nothing answers at the URL's host and port within PROBE_SECONDS (None: a TCP connection
-    was accepted)."""
+    was accepted); the reason names neither."""
     parts = urlsplit(url)
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
         _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), PROBE_SECONDS)
     except TimeoutError:
-        return f"no answer from {host}:{port} within {PROBE_SECONDS:g} s"
+        return f"no connection within {PROBE_SECONDS:g} s"
     except socket.gaierror as exc:
-        return f"{host}: {exc.strerror}"
+        return f"host name not found: {exc.strerror}"
     except OSError as exc:
-        return f"{host}:{port}: {os.strerror(exc.errno) if exc.errno else type(exc).__name__}"
+        return os.strerror(exc.errno) if exc.errno else type(exc).__name__
     writer.close()
     try:
         await asyncio.wait_for(writer.wait_closed(), PROBE_SECONDS)
