@@ -6,11 +6,11 @@ situations: CIJ answering (the embedded emulator), CIJ unreachable, a CIJ target
 refuses, and invalid settings. Two limits, by design:
 
 * `ignored_auth` is off: function keys are checked by the Functions host, not by the function code,
-  and the dev server (like Core Tools) does not check them. test_openapi.py checks that each route's
+  and the dev server (like Core Tools) does not check them. test_openapi_routes.py checks that each route's
   auth level matches its security requirement.
 * strings are generated from ASCII: Schemathesis reads `\\p{C}` / `\\p{Z}` (the DeviceToken pattern)
   as their ASCII members only, so it would call e.g. an unassigned code point valid. Agreement of
-  that pattern with the validator over all of Unicode is checked exhaustively in test_openapi.py.
+  that pattern with the validator over all of Unicode is checked exhaustively in test_openapi_events.py.
 """
 
 from __future__ import annotations

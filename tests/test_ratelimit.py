@@ -13,7 +13,7 @@ from shared.ratelimit import DeviceLimiter, RateLimited, make_limiter
 from shared.responses import from_error
 from shared.settings import load
 from tests.conftest import call, new_event, problem, sensitive
-from tests.test_openapi import response_validator
+from tests.openapi_spec import response_validator
 
 
 class Clock:
