@@ -152,6 +152,8 @@ async def serve(args: argparse.Namespace) -> None:
     from_file = set(local_settings.apply(local_settings.read(settings_file, required=bool(args.settings))))
     if args.queue:  # checked as they will be: the fallback on, a connection string to come
         os.environ.update(DELIVERY_FALLBACK="queue", AzureWebJobsStorage=azurite.connection_string(0))
+    if args.skip_checks:
+        return await serve_unchecked(args)
     settings = check_settings()
     emulated = not (settings.key_vault_url or settings.public_endpoint)
     destination = None if emulated else configured(settings, from_file)
@@ -175,6 +177,20 @@ async def serve(args: argparse.Namespace) -> None:
         lines = [*banner.relay_lines(args.host, args.port), *lines, *banner.try_it(args.host, args.port)]
         print("\n".join(lines), flush=True)  # one write: whoever reads the first line has them all
         await asyncio.Event().wait()
+
+
+async def serve_unchecked(args: argparse.Namespace) -> None:
+    """Serve whatever the settings are, as Azure does: invalid ones make every route answer 503."""
+    runner = web.AppRunner(build_app(), access_log=None)
+    await runner.setup()
+    try:
+        await listen(runner, args.host, args.port, "the relay", "--port")
+        lines = [*banner.relay_lines(args.host, args.port), "Settings not checked (--skip-checks)"]
+        print("\n".join(lines), flush=True)
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+        await relay.reset()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -201,6 +217,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--queue",
         action="store_true",
         help="run Azurite and turn durable delivery on: events CIJ cannot take are queued and redelivered",
+    )
+    parser.add_argument(
+        "--skip-checks",
+        action="store_true",
+        help="serve with the settings as they are, no emulator, no queue: as in Azure, invalid settings or "
+        "a rejected target then make the routes answer 503",
     )
     parser.add_argument(
         "--log-level",

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import socket
+import urllib.error
+import urllib.request
 
 import pytest
 
 from shared.settings import ConfigError, load
 from tests.fakes.servers import free_port
-from tests.helpers_devserver import run_devserver
+from tests.helpers_devserver import DevServer, run_devserver
 
 
 def one_line_error(done) -> str:
@@ -117,3 +119,14 @@ def test_help_shows_every_default():
     for default in ("(default: 127.0.0.1)", "(default: 7071)", "(default: 7072)", "(default: INFO)"):
         assert default in text
     assert "--queue" in text and "--settings FILE" in text
+
+
+def test_skip_checks_serves_invalid_settings_as_azure_does():
+    with DevServer({"BATCH_CONCURRENCY": "many"}, args=("--skip-checks",)) as server:
+        request = urllib.request.Request(  # noqa: S310 - loopback
+            f"{server.url}/events", data=b"{}", headers={"Content-Type": "application/json"}
+        )
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            urllib.request.urlopen(request, timeout=10)  # noqa: S310 - loopback
+        assert answer.value.code == 503 and int(answer.value.headers["Retry-After"]) >= 1
+        assert "BATCH_CONCURRENCY" in server.output()  # the relay's own log line names it
