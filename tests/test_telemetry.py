@@ -110,7 +110,7 @@ def test_host_samples_requests_with_their_logs_at_a_bounded_rate():
     host = json.loads((ROOT / "host.json").read_text())
     sampling = host["logging"]["applicationInsights"]["samplingSettings"]
     assert sampling["isEnabled"] is True
-    assert 0 < sampling["maxTelemetryItemsPerSecond"] <= 20
+    assert 0 < sampling["maxTelemetryItemsPerSecond"] <= 5
     excluded = {t.strip() for t in sampling.get("excludedTypes", "").split(";") if t.strip()}
     assert not excluded & {"Request", "Trace", "Dependency"}
     assert host.get("telemetryMode", "ApplicationInsights").lower() != "opentelemetry"
