@@ -27,9 +27,14 @@ class DevServer:
     """
 
     def __init__(
-        self, env: dict[str, str | None] | None = None, log_level: str = "INFO", args: tuple[str, ...] = ()
+        self,
+        env: dict[str, str | None] | None = None,
+        log_level: str = "INFO",
+        args: tuple[str, ...] = (),
+        host: str = "127.0.0.1",
     ) -> None:
         self.env = dict(env or {})
+        self.host = host  # where the relay is reached (a loopback address; --host is passed in args)
         self.log_level = log_level
         self.args = args
         self.port = 0
@@ -46,7 +51,7 @@ class DevServer:
     @property
     def url(self) -> str:
         """The functions' base URL, e.g. http://127.0.0.1:PORT/api."""
-        return f"http://127.0.0.1:{self.port}/api"
+        return f"http://{self.host}:{self.port}/api"
 
     @property
     def emulator_url(self) -> str:
@@ -120,7 +125,7 @@ class DevServer:
 
     def _wait_ready(self, timeout: float) -> bool:
         assert self.process is not None
-        banner = f"CIJ relay on http://127.0.0.1:{self.port}/api/events"
+        banner = f"CIJ relay on http://{self.host}:{self.port}/api/events"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -129,7 +134,7 @@ class DevServer:
             if banner in text:
                 match = _EMULATOR.search(text)
                 self.emulator_port = int(match.group(1)) if match else None
-                with socket.create_connection(("127.0.0.1", self.port), timeout=2):
+                with socket.create_connection((self.host, self.port), timeout=2):
                     return True
             time.sleep(0.05)
         return False

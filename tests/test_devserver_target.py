@@ -34,6 +34,14 @@ def test_every_interface_still_reaches_the_embedded_emulator_on_loopback():
             assert json.load(r)["tracking_ids"] == [event["TrackingId"]]
 
 
+def test_another_address_serves_there_and_the_emulator_stays_on_127_0_0_1():
+    # 127.0.0.2 stands in for a LAN address: an address of this machine other than 127.0.0.1.
+    with DevServer(args=("--host", "127.0.0.2"), host="127.0.0.2") as server:
+        assert server.emulator_url.startswith("http://127.0.0.1:")
+        assert "on every interface" not in server.output()
+        assert post(f"{server.url}/events", new_event()) == 202
+
+
 async def test_a_configured_target_is_named_by_its_host_never_its_org_id(cij):
     env = {"CIJ_ORG_ID": ORG_ID, "CIJ_PUBLIC_ENDPOINT": cij.url, "CIJ_ALLOWED_HOSTS": "127.0.0.1"}
     server = await asyncio.to_thread(DevServer(env).start)
