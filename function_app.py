@@ -35,14 +35,18 @@ def _http(reply: Reply) -> func.HttpResponse:
 @app.route(route="events", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 async def events(req: func.HttpRequest) -> func.HttpResponse:
     """Report one push-notification open to CIJ."""
-    reply = await relay.current().handle_event(req.get_body(), req.headers.get("content-type"))
+    reply = await relay.current().handle_event(
+        req.get_body(), req.headers.get("content-type"), req.headers.get("x-firebase-appcheck")
+    )
     return _http(counted("events", reply))
 
 
 @app.route(route="events/batch", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 async def events_batch(req: func.HttpRequest) -> func.HttpResponse:
     """Report up to 100 opens (e.g. queued while the device was offline); per-event results."""
-    reply = await relay.current().handle_batch(req.get_body(), req.headers.get("content-type"))
+    reply = await relay.current().handle_batch(
+        req.get_body(), req.headers.get("content-type"), req.headers.get("x-firebase-appcheck")
+    )
     return _http(counted("batch", reply))
 
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from . import logging_setup
 from . import settings as settings_module
+from .appcheck import AppCheckRefused, AppCheckUnavailable, make_app_check
 from .delivery_queue import DeliveryQueue, EnqueueFailed, decode_message
 from .events import BadRequest, InvalidEvent, OpenEvent, parse_batch, parse_event
 from .forwarder import Forwarder, UpstreamMisconfigured, UpstreamRejected, UpstreamUnavailable
@@ -59,6 +60,20 @@ class Relay:
         self.forwarder = Forwarder(settings.max_connections, settings.forward_timeout)
         self.queue = DeliveryQueue(settings) if settings.delivery_fallback == "queue" else None
         self.limiter = make_limiter(settings.device_rate_per_minute, settings.device_rate_burst)
+        self.app_check = make_app_check(settings)
+
+    async def _app_check_refusal(self, token: str | None) -> Reply | None:
+        """401 (or 503 while the keys are unreadable) when App Check refuses the request."""
+        try:
+            await self.app_check.check(token)  # type: ignore[union-attr]
+        except (AppCheckRefused, AppCheckUnavailable) as exc:
+            return from_error(exc)
+        return None
+
+    async def _checked_event(self, body: bytes, content_type: str | None, token: str | None) -> Reply:
+        """`handle_event` behind App Check."""
+        refused = await self._app_check_refusal(token)
+        return refused if refused is not None else await self._event(body, content_type)
 
     def _over_limit(self, event: OpenEvent) -> Reply | None:
         """429 when the event's device is over its rate limit (the event is not forwarded)."""
@@ -106,8 +121,16 @@ class Relay:
             return from_error(exc), "unavailable"
         return accepted(queued=True), "queued"
 
-    def handle_event(self, body: bytes, content_type: str | None) -> Awaitable[Reply]:
+    def handle_event(
+        self, body: bytes, content_type: str | None, app_check_token: str | None = None
+    ) -> Awaitable[Reply]:
         """`POST /api/events`. Returns `deliver`'s coroutine itself: one coroutine less per event."""
+        if self.app_check is not None:
+            return self._checked_event(body, content_type, app_check_token)
+        return self._event(body, content_type)
+
+    def _event(self, body: bytes, content_type: str | None) -> Awaitable[Reply]:
+        """Parse, rate-limit and deliver one event."""
         try:
             event = parse_event(body, content_type)
         except BadRequest as exc:
@@ -116,8 +139,12 @@ class Relay:
             return _ready(limited)
         return self.deliver(event)
 
-    async def handle_batch(self, body: bytes, content_type: str | None) -> Reply:
+    async def handle_batch(
+        self, body: bytes, content_type: str | None, app_check_token: str | None = None
+    ) -> Reply:
         """`POST /api/events/batch`: per-item results in request order, one shared deadline."""
+        if self.app_check is not None and (refused := await self._app_check_refusal(app_check_token)):
+            return refused  # one token per request, checked once for all its events
         try:
             items = parse_batch(body, content_type)
         except BadRequest as exc:
@@ -180,8 +207,10 @@ class Relay:
         count_redelivery("accepted")
 
     async def aclose(self) -> None:
-        """Close the HTTP pool, the target source and the queue client."""
+        """Close the HTTP pool, the target source, the queue client and the App Check key fetcher."""
         await self.forwarder.close()
+        if self.app_check is not None:
+            await self.app_check.close()
         await self.resolver.close()
         if self.queue is not None:
             await self.queue.close()
@@ -194,11 +223,15 @@ class Unconfigured:
     def __init__(self, error: ConfigError) -> None:
         self.error, self._reply = error, from_error(error)
 
-    async def handle_event(self, body: bytes, content_type: str | None) -> Reply:
+    async def handle_event(
+        self, body: bytes, content_type: str | None, app_check_token: str | None = None
+    ) -> Reply:
         """503: nothing is forwarded without valid settings."""
         return self._reply
 
-    async def handle_batch(self, body: bytes, content_type: str | None) -> Reply:
+    async def handle_batch(
+        self, body: bytes, content_type: str | None, app_check_token: str | None = None
+    ) -> Reply:
         """503, as for a single event."""
         return self._reply
 

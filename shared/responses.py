@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from .appcheck import AppCheckRefused, AppCheckUnavailable
 from .delivery_queue import EnqueueFailed
 from .events import InvalidEvent, PayloadTooLarge, UnsupportedMediaType
 from .forwarder import UpstreamMisconfigured, UpstreamRejected, UpstreamUnavailable
@@ -55,6 +56,20 @@ ACCEPTED = Reply(202, {"status": "accepted"})
 QUEUED = Reply(202, {"status": "queued"}, {"X-Delivery": "queued"})
 
 
+# The same for every request App Check refuses (the reason is counted and logged, not answered).
+APP_CHECK_REFUSED = Reply(
+    401,
+    problem(
+        401,
+        "app-check-failed",
+        "App Check token missing or invalid",
+        "Send a valid Firebase App Check token of this app in the X-Firebase-AppCheck header.",
+    ).body,
+    {"WWW-Authenticate": "X-Firebase-AppCheck"},
+    PROBLEM_JSON,
+)
+
+
 def accepted(queued: bool = False) -> Reply:
     """202: CIJ took the event (ACCEPTED), or it is stored and will be delivered (QUEUED)."""
     return QUEUED if queued else ACCEPTED
@@ -78,6 +93,16 @@ def from_error(exc: BaseException) -> Reply:
     if isinstance(exc, UnsupportedMediaType):
         return problem(
             415, "unsupported-media-type", "Unsupported media type", "Send the event as application/json."
+        )
+    if isinstance(exc, AppCheckRefused):
+        return APP_CHECK_REFUSED
+    if isinstance(exc, AppCheckUnavailable):
+        return problem(
+            503,
+            "app-check-unavailable",
+            "App Check unavailable",
+            "The relay cannot read Firebase App Check's public keys right now; retry later.",
+            exc.retry_after,
         )
     if isinstance(exc, RateLimited):
         return problem(

@@ -1,5 +1,6 @@
 """Shared fixtures: loopback fakes of Key Vault (HTTPS + bearer challenge), the managed-identity
-endpoint and CIJ, environments that point the relay at them, and in-process function calls."""
+endpoint, CIJ and Firebase App Check's JWKS, environments that point the relay at them, and
+in-process function calls."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from tests.fakes import scrub_real_targets  # noqa: E402
 
 scrub_real_targets()
 
+import functools  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import re  # noqa: E402
@@ -38,6 +40,7 @@ import function_app  # noqa: E402
 from shared import relay  # noqa: E402
 from tests.fakes.cij import FakeCIJ  # noqa: E402
 from tests.fakes.identity import FakeManagedIdentity  # noqa: E402
+from tests.fakes.jwks import JWKS_PATH, PROJECT_NUMBER, FakeJwks  # noqa: E402
 from tests.fakes.keyvault import FakeKeyVault  # noqa: E402
 from tests.fakes.servers import Served  # noqa: E402
 
@@ -193,6 +196,25 @@ def static_env(monkeypatch: pytest.MonkeyPatch, cij: FakeCIJ) -> FakeCIJ:
     return cij
 
 
+@pytest.fixture
+async def jwks() -> AsyncIterator[FakeJwks]:
+    """Firebase's JWKS endpoint on loopback, publishing `key-1`."""
+    fake = FakeJwks("key-1")
+    served = await Served(fake.app()).start()
+    fake.url = served.url.rstrip("/") + JWKS_PATH
+    yield fake
+    await served.stop()
+
+
+@pytest.fixture
+def app_check(static_env: FakeCIJ, jwks: FakeJwks, monkeypatch: pytest.MonkeyPatch) -> FakeJwks:
+    """The relay in enforce mode for PROJECT_NUMBER, reading its keys from the fake JWKS."""
+    monkeypatch.setenv("APP_CHECK_MODE", "enforce")
+    monkeypatch.setenv("APP_CHECK_PROJECT_NUMBER", PROJECT_NUMBER)
+    monkeypatch.setenv("APP_CHECK_JWKS_URL", jwks.url)
+    return jwks
+
+
 # Log hygiene, for every test: no log record (at any level, any logger) and no response body may
 # hold a device token, the org ID or a CIJ endpoint that the test used.
 
@@ -207,13 +229,15 @@ def sensitive(*values: str) -> None:
     SENSITIVE.update(value for value in values if value)
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _pattern(secret: str) -> re.Pattern[str]:
+    """`secret` as a pattern, compiled once (a test may register thousands: one per device)."""
+    return re.compile(re.escape(secret) + (r"(?!\d)" if secret[-1].isdigit() else ""))
+
+
 def leaks(text: str) -> list[str]:
     """The sensitive strings found in `text` (a `host:port` does not match a longer port)."""
-    return [
-        secret
-        for secret in SENSITIVE
-        if re.search(re.escape(secret) + (r"(?!\d)" if secret[-1].isdigit() else ""), text)
-    ]
+    return [secret for secret in SENSITIVE if _pattern(secret).search(text)]
 
 
 @pytest.fixture(autouse=True)

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from shared.appcheck import AppCheckRefused, AppCheckUnavailable
 from shared.delivery_queue import EnqueueFailed
 from shared.events import FieldError, InvalidEvent, PayloadTooLarge, UnsupportedMediaType
 from shared.forwarder import UpstreamMisconfigured, UpstreamRejected, UpstreamUnavailable
@@ -22,6 +23,8 @@ REPLIES = {
     "media": from_error(UnsupportedMediaType("text/plain")),
     "rejected": from_error(UpstreamRejected("no")),
     "rate limited": from_error(RateLimited(2.5)),
+    "app check refused": from_error(AppCheckRefused("expired")),
+    "app check keys unavailable": from_error(AppCheckUnavailable(10)),
     "502": from_error(UpstreamUnavailable(502, "down", 5)),
     "503": from_error(UpstreamUnavailable(503, "throttled", 30)),
     "504": from_error(UpstreamUnavailable(504, "slow", 5)),

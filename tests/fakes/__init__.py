@@ -4,7 +4,7 @@ import os
 
 # Settings that could point the relay or the Azure SDKs at real resources or a configured CIJ.
 REAL_TARGET_PREFIXES = ("AZURE_", "IDENTITY_", "MSI_", "IMDS_", "CIJ_", "KEY_VAULT", "AzureWebJobs",
-                        "DELIVERY_", "APPLICATIONINSIGHTS")
+                        "DELIVERY_", "APPLICATIONINSIGHTS", "APP_CHECK_", "DEVICE_RATE_")
 
 
 def scrub_real_targets() -> None:
