@@ -24,7 +24,7 @@ class Setting:
     needed_in_azure: bool = False
 
 
-# The table below is the single source for the README's settings table and the infra drift test.
+# The table below is the single source for the settings table in docs/settings.md and the infra drift test.
 SETTINGS: tuple[Setting, ...] = (
     Setting(
         "KEY_VAULT_URL",
