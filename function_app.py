@@ -32,28 +32,42 @@ def _http(reply: Reply) -> func.HttpResponse:
     return _ACCEPTED if reply is ACCEPTED else _response(reply)
 
 
+# Each route answers a bug with 503 + Retry-After (relay.internal_error): no exception escapes to
+# the host, which would answer a bare 500 and log the exception's message.
+
+
 @app.route(route="events", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 async def events(req: func.HttpRequest) -> func.HttpResponse:
     """Report one push-notification open to CIJ."""
-    reply = await relay.current().handle_event(
-        req.get_body(), req.headers.get("content-type"), req.headers.get("x-firebase-appcheck")
-    )
+    try:
+        reply = await relay.current().handle_event(
+            req.get_body(), req.headers.get("content-type"), req.headers.get("x-firebase-appcheck")
+        )
+    except Exception as exc:
+        reply = relay.internal_error(exc)
     return _http(counted("events", reply))
 
 
 @app.route(route="events/batch", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 async def events_batch(req: func.HttpRequest) -> func.HttpResponse:
     """Report up to 100 opens (e.g. queued while the device was offline); per-event results."""
-    reply = await relay.current().handle_batch(
-        req.get_body(), req.headers.get("content-type"), req.headers.get("x-firebase-appcheck")
-    )
+    try:
+        reply = await relay.current().handle_batch(
+            req.get_body(), req.headers.get("content-type"), req.headers.get("x-firebase-appcheck")
+        )
+    except Exception as exc:
+        reply = relay.internal_error(exc)
     return _http(counted("batch", reply))
 
 
 @app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 async def health(req: func.HttpRequest) -> func.HttpResponse:
     """200 when the CIJ target can be resolved, 503 otherwise; reveals nothing else."""
-    return _http(await relay.current().health())
+    try:
+        reply = await relay.current().health()
+    except Exception as exc:
+        reply = relay.internal_error(exc)
+    return _http(reply)
 
 
 @app.queue_trigger(arg_name="msg", queue_name="%DELIVERY_QUEUE_NAME%", connection="AzureWebJobsStorage")

@@ -19,7 +19,7 @@ from .metrics import count_redelivery
 from .ratelimit import RateLimited, make_limiter
 from .responses import ACCEPTED, Reply, accepted, from_error
 from .settings import ConfigError, Settings
-from .target import SecretSource, StaticSource, TargetResolver, TargetUnavailable
+from .target import SecretSource, StaticSource, Target, TargetResolver, TargetUnavailable
 
 log = logging.getLogger("cij_relay")
 
@@ -33,6 +33,22 @@ async def _ready(reply: Reply) -> Reply:
 
 class RedeliveryFailed(Exception):
     """A queued event could not be delivered yet; raised so the Functions host retries it."""
+
+
+def where(exc: BaseException) -> str:
+    """An exception's type and the file:line it was raised at: never its message, which may hold
+    a value from a request or from CIJ."""
+    frame = exc.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    place = f" at {frame.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.tb_lineno}" if frame else ""
+    return type(exc).__name__ + place
+
+
+def internal_error(exc: BaseException) -> Reply:
+    """The answer to a bug (5xx + Retry-After), logged by type and place only."""
+    log.error("relay failed unexpectedly (%s)", where(exc))
+    return from_error(exc)
 
 
 def fingerprint(device_token: str) -> str:
@@ -81,35 +97,56 @@ class Relay:
         return from_error(RateLimited(wait)) if wait else None
 
     async def deliver(self, event: OpenEvent, deadline: float | None = None) -> Reply:
-        """Forward one valid event and answer as the single route would, logging one line."""
+        """Forward one valid event and answer as the single route would, logging one line. The
+        deadline (FORWARD_TIMEOUT_SECONDS from now unless given) bounds the whole of it, the target
+        resolution included."""
         started, received_at = time.perf_counter(), time.time()
-        attempts, outcome = 0, "accepted"
+        if deadline is None:
+            deadline = time.monotonic() + self.settings.forward_timeout
+        attempts, outcome, reason = 0, "accepted", "-"
         try:
-            target = self.resolver.fresh() or await self.resolver.get()
+            target = self.resolver.fresh() or await self._resolve(deadline)
             attempts = await self.forwarder.send(target, event, deadline)
             reply = ACCEPTED
         except _RETRYABLE as exc:
+            attempts, reason = getattr(exc, "attempts", 0), getattr(exc, "reason", "target unavailable")
             reply, outcome = await self._fall_back(event, received_at, exc)
         except UpstreamRejected as exc:
+            attempts, reason = exc.attempts, exc.reason
             reply, outcome = from_error(exc), "rejected"
         except UpstreamMisconfigured as exc:
+            attempts, reason = exc.attempts, exc.reason
             log.error(
                 "CIJ answered HTTP %d: check the org ID and endpoint secrets and that the org "
                 "has push enabled",
                 exc.upstream_status,
             )
             reply, outcome = from_error(exc), "misconfigured"
+        except Exception as exc:  # a bug: 5xx + Retry-After, and the event kept when it can be
+            reason = "internal error"
+            log.error("relay failed unexpectedly (%s) tracking_id=%s", where(exc), event.tracking_id)
+            reply, outcome = await self._fall_back(event, received_at, exc)
+            outcome = "queued" if outcome == "queued" else "error"
         if log.isEnabledFor(logging.INFO):  # skip the hashing and formatting when INFO is filtered
             log.info(
-                "event outcome=%s status=%d tracking_id=%s device=%s attempts=%d ms=%.1f",
+                "event outcome=%s status=%d tracking_id=%s device=%s attempts=%d reason=%s ms=%.1f",
                 outcome,
                 reply.status,
                 event.tracking_id,
                 fingerprint(event.device_token),
                 attempts,
+                reason,
                 (time.perf_counter() - started) * 1000,
             )
         return reply
+
+    async def _resolve(self, deadline: float) -> Target:
+        """The target, waited for no longer than the event's deadline."""
+        try:
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                return await self.resolver.get()
+        except TimeoutError:
+            raise TargetUnavailable("reading the target timed out") from None
 
     async def _fall_back(self, event: OpenEvent, received_at: float, exc: Exception) -> tuple[Reply, str]:
         if self.queue is None:
@@ -203,6 +240,9 @@ class Relay:
             log.warning("redelivery failed, the host will retry: %s tracking_id=%s", exc, tag[0])
             count_redelivery("misconfigured" if isinstance(exc, UpstreamMisconfigured) else "unavailable")
             raise RedeliveryFailed(str(exc)) from None
+        except Exception as exc:  # a bug: the message stays queued for the host to retry
+            log.error("redelivery failed unexpectedly (%s) tracking_id=%s", where(exc), tag[0])
+            raise RedeliveryFailed("internal error") from None
         log.info("redelivered tracking_id=%s device=%s received_at=%s attempts=%d", *tag, attempts)
         count_redelivery("accepted")
 
@@ -279,4 +319,13 @@ async def reset() -> None:
             pass
 
 
-__all__ = ["RedeliveryFailed", "Relay", "Unconfigured", "current", "fingerprint", "reset"]
+__all__ = [
+    "RedeliveryFailed",
+    "Relay",
+    "Unconfigured",
+    "current",
+    "fingerprint",
+    "internal_error",
+    "reset",
+    "where",
+]

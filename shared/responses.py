@@ -156,4 +156,5 @@ def from_error(exc: BaseException) -> Reply:
         return problem(
             503, "settings-invalid", "Relay misconfigured", "The relay's settings are invalid.", 60
         )
-    return problem(500, "internal", "Internal error", "The relay failed unexpectedly.", 5)
+    # Anything else is a bug in the relay: still a documented, retryable answer, never a bare 500.
+    return problem(503, "internal", "Internal error", "The relay failed unexpectedly; retry later.", 5)

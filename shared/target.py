@@ -6,12 +6,15 @@ import asyncio
 import fnmatch
 import ipaddress
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Protocol
 from urllib.parse import urlsplit
+
+import idna
 
 from .events import GUID
 from .metrics import target_refreshed
@@ -60,9 +63,48 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+# A host name label (RFC 952/1123 "LDH": letters, digits, inner hyphens; 1-63 characters).
+_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+# A last label that resolvers would read as part of an IPv4 address ("127.1", "0x7f.1"): not a name.
+_NUMERIC = re.compile(r"[0-9]+|0x[0-9a-f]*")
+# The path prefix: RFC 3986 path characters and percent escapes, nothing else.
+_PATH = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*")
+_MAX_HOST_CHARS = 253
+
+
+def valid_host(host: str) -> str:
+    """`host` as an IP literal (no zone) or a DNS host name in A-labels (LDH labels of at most 63
+    characters, at most 253 in all, IDNA 2008 rules for internationalised names); else InvalidTarget."""
+    invalid = InvalidTarget("endpoint host is not a valid host name or IP address")
+    if "%" in host:  # IPv6 zone IDs and percent-escapes: no host needs them
+        raise invalid
+    try:
+        return ipaddress.ip_address(host).compressed
+    except ValueError:
+        pass
+    name = host[:-1] if host.endswith(".") else host  # the root label of a fully qualified name
+    try:
+        name = idna.encode(name, uts46=True).decode("ascii") if not name.isascii() else name
+        labels = name.split(".")
+        if any(label.startswith("xn--") for label in labels):
+            idna.decode(name)  # an A-label must decode to a valid U-label
+    except (idna.IDNAError, UnicodeError, ValueError):
+        raise invalid from None
+    if (
+        len(name) > _MAX_HOST_CHARS
+        or not all(_LABEL.fullmatch(label) for label in labels)
+        or _NUMERIC.fullmatch(labels[-1])
+    ):
+        raise invalid
+    return name
+
+
 def normalise_endpoint(raw: str, allowed_hosts: tuple[str, ...]) -> str:
-    """Check the endpoint against the allow-list and return it as `scheme://host[:port][/prefix]/`."""
+    """Check the endpoint (a valid host first, then the allow-list) and return it as
+    `scheme://host[:port][/prefix]/`."""
     raw = raw.strip()
+    if not raw.isprintable() or " " in raw:  # urlsplit would silently drop tabs and newlines
+        raise InvalidTarget("endpoint holds whitespace or control characters")
     if "://" not in raw:
         raw = "https://" + raw
     try:
@@ -72,6 +114,15 @@ def normalise_endpoint(raw: str, allowed_hosts: tuple[str, ...]) -> str:
         raise InvalidTarget("endpoint is not a URL") from None
     if not host or parts.username or parts.password or parts.query or parts.fragment:
         raise InvalidTarget("endpoint must be a plain URL: scheme, host and an optional path")
+    host = valid_host(host)
+    if parts.netloc.startswith("[") != (":" in host):  # brackets hold an IPv6 address, nothing else
+        raise InvalidTarget("endpoint host is not a valid host name or IP address")
+    if port == 0:
+        raise InvalidTarget("endpoint port must be 1-65535")
+    path = parts.path.strip("/")
+    segments = path.lower().replace("%2e", ".").split("/")
+    if not _PATH.fullmatch(path) or "." in segments or ".." in segments:
+        raise InvalidTarget("endpoint path must be plain URL path characters")
     if parts.scheme != "https" and not (parts.scheme == "http" and _is_loopback(host)):
         raise InvalidTarget("endpoint must use https (http only for loopback hosts)")
     if not any(fnmatch.fnmatchcase(host, pattern) for pattern in allowed_hosts):
@@ -79,7 +130,6 @@ def normalise_endpoint(raw: str, allowed_hosts: tuple[str, ...]) -> str:
     netloc = f"[{host}]" if ":" in host else host
     if port is not None:
         netloc += f":{port}"
-    path = parts.path.strip("/")
     return f"{parts.scheme}://{netloc}/" + (f"{path}/" if path else "")
 
 

@@ -167,8 +167,8 @@ async def test_one_hundred_items_are_accepted(static_env):
     assert len({e["TrackingId"] for e in static_env.received}) == MAX_BATCH_EVENTS
 
 
-async def test_body_cap_is_100_times_64_kib(static_env):
-    assert MAX_BATCH_BYTES == 100 * 64 * 1024
+async def test_body_cap_fits_100_events_and_no_more(static_env):
+    assert MAX_BATCH_BYTES == 100 * 8 * 1024
     body = json.dumps([new_event()]).encode()
     at_cap = body + b" " * (MAX_BATCH_BYTES - len(body))
     assert len(at_cap) == MAX_BATCH_BYTES

@@ -27,7 +27,7 @@ from shared.target import TargetUnavailable
         (TargetUnavailable("vault down", retry_after=4), 503, "4"),
         (EnqueueFailed("ServiceRequestError"), 503, "5"),
         (ConfigError("FORWARD_TIMEOUT_SECONDS must be a number"), 503, "60"),
-        (RuntimeError("bug"), 500, "5"),
+        (RuntimeError("bug"), 503, "5"),  # a bug: retryable, never a bare 500
     ],
 )
 def test_errors_map_to_problem_details(error, status, retry_after):
