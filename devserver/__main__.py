@@ -30,6 +30,7 @@ from . import azurite, banner, host, local_settings
 from .destination import configured, unanswered
 from .emulator import Emulator
 from .errors import StartError, listen_error
+from .quiet import server_logger
 
 # Bodies are read up to the route's cap plus one byte: enough for the function to answer 413
 # without the server buffering an unbounded upload.
@@ -170,7 +171,7 @@ async def serve(args: argparse.Namespace) -> None:
             lines += await start_queue(stack, settings.delivery_queue_name)
         check_settings()
         stack.push_async_callback(relay.reset)  # the relay's session and clients, after the server
-        runner = web.AppRunner(build_app(), access_log=None)
+        runner = web.AppRunner(build_app(), access_log=None, logger=server_logger())
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
         await listen(runner, args.host, args.port, "the relay", "--port")
@@ -181,7 +182,7 @@ async def serve(args: argparse.Namespace) -> None:
 
 async def serve_unchecked(args: argparse.Namespace) -> None:
     """Serve whatever the settings are, as Azure does: invalid ones make every route answer 503."""
-    runner = web.AppRunner(build_app(), access_log=None)
+    runner = web.AppRunner(build_app(), access_log=None, logger=server_logger())
     await runner.setup()
     try:
         await listen(runner, args.host, args.port, "the relay", "--port")

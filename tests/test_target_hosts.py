@@ -15,7 +15,8 @@ from shared.target import InvalidTarget, normalise_endpoint
 
 ANY = ("*",)
 # An independent statement of RFC 1123 host names: LDH labels of 1-63 characters, at most 253 in all.
-HOST_NAME = re.compile(r"(?=.{1,253}\Z)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
+LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+HOST_NAME = re.compile(rf"(?=.{{1,253}}\Z){LABEL}(\.{LABEL})*")
 
 
 @pytest.mark.parametrize(
