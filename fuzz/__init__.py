@@ -1,0 +1,1 @@
+"""Coverage-guided fuzzing of the event and batch parsers (`python -m fuzz`)."""
