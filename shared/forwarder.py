@@ -131,21 +131,31 @@ def why(exc: BaseException) -> str:
     return "connection failed"
 
 
-async def let_go(resp: aiohttp.ClientResponse, deadline: float) -> None:
-    """Read at most MAX_ANSWER_BYTES of the answer for at most ANSWER_READ_SECONDS (never past
-    `deadline`); release the connection to the pool if that was the whole body, else close it."""
+async def _read_whole(content: aiohttp.StreamReader, deadline: float) -> bool:
+    """True when the body ended within MAX_ANSWER_BYTES and ANSWER_READ_SECONDS (never past `deadline`)."""
+    if content.is_eof():  # the whole answer has arrived (CIJ's usual small 202): nothing to wait for
+        return len(content.read_nowait(MAX_ANSWER_BYTES + 1)) <= MAX_ANSWER_BYTES and content.at_eof()
     left = MAX_ANSWER_BYTES + 1
+    async with asyncio.timeout(max(0.0, min(deadline - time.monotonic(), ANSWER_READ_SECONDS))):
+        while left > 0:
+            chunk = await content.read(left)
+            if not chunk:
+                return True
+            left -= len(chunk)
+    return False
+
+
+async def let_go(resp: aiohttp.ClientResponse, deadline: float) -> None:
+    """Read at most MAX_ANSWER_BYTES of the answer; release the connection to the pool if that was
+    the whole body, else close it (an unread body is never drained)."""
     try:
-        async with asyncio.timeout(max(0.0, min(deadline - time.monotonic(), ANSWER_READ_SECONDS))):
-            while left > 0:
-                chunk = await resp.content.read(left)
-                if not chunk:
-                    resp.release()
-                    return
-                left -= len(chunk)
+        whole = await _read_whole(resp.content, deadline)
     except (aiohttp.ClientError, TimeoutError):
-        pass
-    resp.close()
+        whole = False
+    if whole:
+        resp.release()
+    else:
+        resp.close()
 
 
 class Forwarder:

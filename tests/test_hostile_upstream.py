@@ -20,7 +20,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 
 from shared import relay
-from shared.forwarder import DEADLINE_MARGIN_SECONDS
+from shared.events import OpenEvent
+from shared.forwarder import DEADLINE_MARGIN_SECONDS, Forwarder
+from shared.target import Target
 from tests.conftest import ORG_ID, call, new_event, sensitive
 from tests.fakes.hostile_cij import ACCEPT, HostileCIJ, Misbehaviour, misbehaviours
 
@@ -127,3 +129,20 @@ def test_any_upstream_answer_is_mapped_in_time_and_bounded_memory(upstream, beha
 def test_any_upstream_answer_gives_each_batch_item_a_documented_result(upstream, behaviour):
     loop, fake = upstream
     run_draw(loop, fake, behaviour, "events/batch")
+
+
+async def test_a_small_answer_keeps_its_connection_and_a_large_one_is_closed_unread():
+    fake = await HostileCIJ().start()
+    sensitive(fake.url)
+    forwarder = Forwarder(max_connections=4, timeout=2)
+    target = Target(ORG_ID, fake.url)
+    event = OpenEvent(ORG_ID, "token-small-large", 1)
+    try:
+        for size in (100, 100, 1_000_000, 1_000_000, 100):
+            fake.behaviour = Misbehaviour(body_size=size)
+            assert await forwarder.send(target, event) == 1
+        # small, small: one connection, kept; large: read 4 KiB, closed (twice); small: a new one
+        assert (fake.requests, fake.connections) == (5, 3)
+    finally:
+        await forwarder.close()
+        await fake.stop()
