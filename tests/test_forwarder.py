@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import math
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shared.events import OpenEvent
 from shared.forwarder import (
     MAX_ATTEMPTS,
+    MAX_RETRY_AFTER,
     Forwarder,
     UpstreamMisconfigured,
     UpstreamRejected,
@@ -160,6 +164,25 @@ def test_retry_after_parsing():
     future = email.utils.formatdate(time.time() + 20, usegmt=True)
     assert 18 <= parse_retry_after(future) <= 20
     assert parse_retry_after(email.utils.formatdate(time.time() - 50, usegmt=True)) == 0
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["²", "١٢", "２", "𝟗", "-1", "+5", "1.5", "1e3", "NaN", "9" * 5000, "Mon, 01 Jan 0001 00:00:00 +0100",
+     "Fri, 31 Dec 9999 23:59:59 -2359", "Tue, 01 Dec 2026 12:00:00", "x" * 100_000],
+)  # fmt: skip
+def test_retry_after_is_read_as_ascii_digits_or_a_date_and_nothing_else(value):
+    seconds = parse_retry_after(value)
+    assert seconds is None or (0 <= seconds <= MAX_RETRY_AFTER and math.isfinite(seconds))
+    if not value.isascii():
+        assert seconds is None  # str.isdigit() takes these; CIJ's header means none of them
+
+
+@settings(derandomize=True, database=None, max_examples=500, deadline=None)
+@given(st.one_of(st.text(), st.from_regex(r"\A[ \t]*[0-9]{1,30}[ \t]*\Z"), st.datetimes().map(str)))
+def test_any_retry_after_is_none_or_a_bounded_delay(value):
+    seconds = parse_retry_after(value)
+    assert seconds is None or (0 <= seconds <= MAX_RETRY_AFTER and math.isfinite(seconds))
 
 
 def test_backoff_is_jittered_exponential_and_capped(monkeypatch):

@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
 
+import azure.functions as func
 import pytest
 
+from shared.delivery_queue import encode_message
+from shared.events import validate_event
 from shared.forwarder import Forwarder
-from tests.conftest import call, new_event, problem
+from shared.relay import RedeliveryFailed
+from tests.conftest import FUNCTIONS, ORG_ID, call, new_event, problem, sensitive
 from tests.fakes.azurite import azurite_fixture  # noqa: F401
+from tests.fakes.hostile_cij import HostileCIJ, Misbehaviour
 from tests.test_delivery_queue import assert_queued, store  # noqa: F401
 
 OUTCOME = re.compile(r"event outcome=(\w+) status=(\d+) .* attempts=(\d+) reason=(.+) ms=")
@@ -108,3 +114,42 @@ async def test_a_bug_keeps_the_event_on_the_queue_when_the_fallback_is_on(monkey
     assert_queued(await call("events", event))
     [message] = await store.bodies()
     assert message["event"]["TrackingId"] == event["TrackingId"]
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "status", "reason"),
+    [
+        (Misbehaviour(b"HTTP/1.1 503 Busy", ((b"X-Padding", b"9" * 70_000),)), 502, "header too large"),
+        (Misbehaviour(b"\x16\x03\x01 not http"), 502, "malformed answer"),
+        (Misbehaviour(cut="reset"), 502, "reset"),
+        (Misbehaviour(cut="close"), 502, "closed early"),
+        (Misbehaviour(b"HTTP/1.1 202 Accepted", body_size=1000, framing="short"), 202, "-"),
+        (Misbehaviour(b"HTTP/1.1 599 Odd"), 502, "HTTP 599"),
+    ],
+)
+async def test_a_broken_answer_is_named_in_the_outcome_line(monkeypatch, caplog, behaviour, status, reason):
+    fake = await HostileCIJ().start()
+    fake.behaviour = behaviour
+    sensitive(fake.url, f"127.0.0.1:{fake.port}")
+    monkeypatch.setenv("CIJ_ORG_ID", ORG_ID)
+    monkeypatch.setenv("CIJ_PUBLIC_ENDPOINT", fake.url)
+    monkeypatch.setenv("CIJ_ALLOWED_HOSTS", "127.0.0.1")
+    monkeypatch.setenv("FORWARD_TIMEOUT_SECONDS", "0.5")
+    try:
+        response = await call("events", new_event())
+    finally:
+        await fake.stop()
+    assert response.status_code == status
+    [(_, _, attempts, logged)] = outcome_lines(caplog)
+    assert logged == reason and attempts >= 1
+
+
+async def test_a_bug_in_redelivery_leaves_the_message_for_the_host_without_logging_values(
+    monkeypatch, static_env, caplog
+):
+    event = new_event()
+    monkeypatch.setattr(Forwarder, "send", exploding(event["DeviceToken"]))
+    message = encode_message(validate_event(event), datetime.now(UTC))
+    with pytest.raises(RedeliveryFailed):
+        await FUNCTIONS["redeliver"](func.QueueMessage(body=message))
+    assert any("redelivery failed unexpectedly (Boom at " in r.getMessage() for r in caplog.records)
