@@ -112,7 +112,8 @@ BROKEN = [
         "Microsoft.Web/sites@2024-04-01",
         "Microsoft.Web/sites@2024-04-11",
         r"no type definition for Microsoft\.Web/sites@2024-04-11 in "
-        r"scripts/bicep_types/data/microsoft\.web/2024-04-11\.json: check the API version, or add",
+        r"scripts/bicep_types/data/microsoft\.web/2024-04-11\.json: "
+        r"check the type name and API version, or add",
     ),
     (
         "a property read that does not exist",

@@ -101,7 +101,7 @@ class Library:
             shown = path.relative_to(DATA.parents[2]) if path.is_relative_to(DATA.parents[2]) else path
             raise MissingDefinition(
                 f"no type definition for {type_name} in {shown}: "
-                "check the API version, or add the definition with "
+                "check the type name and API version, or add the definition with "
                 "scripts/check-bicep-types --add-from <checkout of Azure/bicep-types-az>"
             )
         return Ref(file, index)
