@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -26,7 +27,7 @@ from shared import settings as settings_module
 from shared.events import MAX_BATCH_BYTES, MAX_EVENT_BYTES
 from shared.settings import ConfigError
 
-from . import azurite, banner, host, local_settings
+from . import azurite, banner, host, local_settings, queue_trigger
 from .destination import configured, unanswered
 from .emulator import Emulator
 from .errors import StartError, listen_error
@@ -37,10 +38,18 @@ from .quiet import server_logger
 READ_LIMITS = {"/api/events/batch": MAX_BATCH_BYTES}
 
 
-def http_routes(function_app: Any) -> list[tuple[str, str, Any]]:
-    """(method, path, user function) for every HTTP trigger the FunctionApp declares."""
+@functools.cache
+def indexed() -> list[Any]:
+    """function_app's functions, indexed once: a FunctionApp may be indexed only once per process."""
+    import function_app
+
+    return function_app.app.get_functions()
+
+
+def http_routes(functions: list[Any]) -> list[tuple[str, str, Any]]:
+    """(method, path, user function) for every HTTP trigger among the functions."""
     routes = []
-    for function in function_app.get_functions():
+    for function in functions:
         for binding in function.get_bindings():
             if binding.type == "httpTrigger":
                 for method in binding.methods:
@@ -75,10 +84,8 @@ def adapt(user_function: Any, limit: int) -> Any:
 
 def build_app() -> web.Application:
     """The aiohttp application serving function_app's routes."""
-    import function_app
-
     app = web.Application()
-    for method, path, user_function in http_routes(function_app.app):
+    for method, path, user_function in http_routes(indexed()):
         app.router.add_route(method, path, adapt(user_function, READ_LIMITS.get(path, MAX_EVENT_BYTES)))
     return app
 
@@ -130,11 +137,36 @@ async def start_emulator(stack: contextlib.AsyncExitStack, port: int) -> str:
     return url
 
 
+# With --queue, unless set otherwise: a failed redelivery is retried after 30 s rather than host.json's
+# 5 minutes, and an empty queue is polled at least every 5 s, so that an outage can be watched end to
+# end in a minute. Set as an app setting overrides host.json in Azure.
+DEMO_QUEUE_OPTIONS = {
+    "AzureFunctionsJobHost__extensions__queues__visibilityTimeout": "00:00:30",
+    "AzureFunctionsJobHost__extensions__queues__maxPollingInterval": "00:00:05",
+}
+
+
 async def start_queue(stack: contextlib.AsyncExitStack, queue_name: str) -> list[str]:
-    """Azurite with the relay's queues, and durable delivery turned on; the banner's lines."""
+    """Azurite with the relay's queues, durable delivery turned on and the queue trigger running;
+    the banner's lines."""
     connection = await stack.enter_async_context(azurite.queue_service(queue_name))
     replaced = os.environ.pop("AzureWebJobsStorage__queueServiceUri", None)
-    os.environ.update(DELIVERY_FALLBACK="queue", AzureWebJobsStorage=connection)
+    # The host resolves %DELIVERY_QUEUE_NAME% itself: the setting is set even when it keeps its default.
+    os.environ.update(
+        DELIVERY_FALLBACK="queue", AzureWebJobsStorage=connection, DELIVERY_QUEUE_NAME=queue_name
+    )
+    for name, value in DEMO_QUEUE_OPTIONS.items():
+        os.environ.setdefault(name, value)
+    try:
+        opts = queue_trigger.options()
+    except ValueError as exc:
+        raise StartError(
+            f"host.json extensions.queues (or its AzureFunctionsJobHost__ override): {exc}"
+        ) from None
+    try:
+        triggers = await stack.enter_async_context(queue_trigger.running(indexed(), opts))
+    except queue_trigger.UnresolvedSetting as exc:
+        raise StartError(f"queue trigger: {exc}") from None
     port = connection.split("QueueEndpoint=http://127.0.0.1:", 1)[1].split("/", 1)[0]
     lines = [
         f"Durable delivery on: events CIJ cannot take are queued on {queue_name} in Azurite "
@@ -142,6 +174,10 @@ async def start_queue(stack: contextlib.AsyncExitStack, queue_name: str) -> list
     ]
     if replaced:
         lines.append("  (AzureWebJobsStorage__queueServiceUri is ignored: --queue uses Azurite)")
+    lines.append(
+        f"  queue trigger: {', '.join(triggers)}; polled at least every {opts.max_polling_interval:g} s, a "
+        f"failed attempt retried after {opts.visibility_timeout:g} s, poison after {opts.max_dequeue_count}"
+    )
     relayctl = f".venv/bin/python -m relayctl --connection-string '{connection}'"
     lines.append(f"  look at the queues: {relayctl} status")
     return lines
@@ -159,6 +195,7 @@ async def serve(args: argparse.Namespace) -> None:
     emulated = not (settings.key_vault_url or settings.public_endpoint)
     destination = None if emulated else configured(settings, from_file)
     async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(relay.reset)  # the relay's session and clients, once all else stopped
         lines: list[str] = []
         if destination is None:
             lines += banner.emulator_lines(await start_emulator(stack, args.emulator_port))
@@ -170,7 +207,6 @@ async def serve(args: argparse.Namespace) -> None:
         if args.queue:
             lines += await start_queue(stack, settings.delivery_queue_name)
         check_settings()
-        stack.push_async_callback(relay.reset)  # the relay's session and clients, after the server
         runner = web.AppRunner(build_app(), access_log=None, logger=server_logger())
         await runner.setup()
         stack.push_async_callback(runner.cleanup)

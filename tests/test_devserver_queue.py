@@ -1,15 +1,15 @@
-"""devserver --queue: Azurite with the relay's queues, durable delivery on, the emulator taken down
-on request: an event is queued instead of failing."""
+"""devserver --queue: Azurite with the relay's queues, durable delivery on, the queue trigger running,
+the emulator taken down on request: an event is queued instead of failing, and redelivered."""
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import shlex
 import socket
 import subprocess
 import textwrap
+import time
 import urllib.request
 from pathlib import Path
 
@@ -43,10 +43,15 @@ def test_with_cij_down_an_event_is_queued_in_azurite_and_azurite_stops_with_the_
         event = new_event()
         assert send(f"{server.url}/events", event) == (202, "queued")
 
+        deadline = time.monotonic() + 30  # the queue trigger tries it, and fails: CIJ is down
+        while "Executed 'Functions.redeliver' (Failed" not in server.output():
+            assert time.monotonic() < deadline, server.output()
+            time.sleep(0.2)
         queue = QueueClient.from_connection_string(storage, "pending-events")
-        (message,) = queue.peek_messages(max_messages=32)
-        assert json.loads(base64.b64decode(message.content))["event"]["TrackingId"] == event["TrackingId"]
+        assert queue.get_queue_properties().approximate_message_count == 1  # back for a later attempt
         assert "CIJ emulator: down, answering 503" in server.output()
+        with urllib.request.urlopen(f"{server.emulator_url}_emulator/received") as report:  # noqa: S310
+            assert json.load(report)["tracking_ids"] == []
     try:
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
         raise AssertionError("Azurite outlived the dev server")
@@ -79,14 +84,22 @@ def recipe_commands() -> list[str]:
 
 
 def test_the_recipe_in_docs_works_as_written():
-    with DevServer(args=("--queue",)) as server:
+    """Its commands as written, in less time (a 3 s outage instead of 30 s, longer than a 1 s
+    forward deadline; a failed attempt retried after 1 s instead of 30 s): the event is queued,
+    then redelivered once CIJ is back."""
+    retry_soon = {
+        "AzureFunctionsJobHost__extensions__queues__visibilityTimeout": "00:00:01",
+        "FORWARD_TIMEOUT_SECONDS": "1",
+    }
+    with DevServer(retry_soon, args=("--queue",)) as server:
+        assert "a failed attempt retried after 1 s" in server.output()
         ports = {
             "127.0.0.1:7071": f"127.0.0.1:{server.port}",
             "127.0.0.1:7072": f"127.0.0.1:{server.emulator_port}",
         }
         answers = []
         for command in recipe_commands():
-            for documented, actual in ports.items():
+            for documented, actual in {**ports, "seconds=30": "seconds=3"}.items():
                 command = command.replace(documented, actual)
             done = subprocess.run(
                 shlex.split(command), capture_output=True, text=True, timeout=60, check=True
@@ -95,6 +108,11 @@ def test_the_recipe_in_docs_works_as_written():
         outage, event = answers
         assert json.loads(outage) == {"down": True}
         assert event.startswith("HTTP/1.1 202") and "X-Delivery: queued" in event
-        port = int(re.search(r"in Azurite \(127\.0\.0\.1:(\d+)", server.output()).group(1))
-        queue = QueueClient.from_connection_string(connection_string(port), "pending-events")
-        assert len(queue.peek_messages(max_messages=32)) == 1
+        tracking_id = json.loads(recipe_commands()[1].split("-d '", 1)[1].rstrip("'"))["TrackingId"]
+        deadline = time.monotonic() + 30
+        while f"CIJ emulator: 202 for TrackingId={tracking_id}" not in server.output():
+            assert time.monotonic() < deadline, server.output()
+            time.sleep(0.2)
+        output = server.output()
+    assert "redelivery failed, the host will retry" in output  # tried while CIJ was down
+    assert "Executed 'Functions.redeliver' (Succeeded" in output
