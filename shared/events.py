@@ -127,9 +127,10 @@ _DECODER = json.JSONDecoder(
 
 def count_tokens(body: bytes, limit: int) -> int:
     """Count the strings (keys included), `[`, `{` and `,` of a JSON body without decoding it: an
-    upper bound of its values (exact up to `limit`; above it, some number above it). Byte counts
-    first; only if those pass `limit` are the strings set aside (escapes removed, then split on the
-    quotes that remain), which is then cheap: at most `limit` strings. Linear, C-speed."""
+    upper bound of its values, compared with `limit` by the caller. Plain byte counts first; only a
+    body they put over `limit` is counted again with its strings set aside (escapes removed, then
+    split on the quotes that remain), so that brackets and commas inside strings do not count; that
+    split is cheap, as it is made only when there are at most `limit` strings. Linear, C-speed."""
     structure = body.count(b"[") + body.count(b"{") + body.count(b",") + 1
     if structure + body.count(b'"') // 2 <= limit:  # nearly every body: nothing is allocated
         return structure + body.count(b'"') // 2

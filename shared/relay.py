@@ -45,10 +45,18 @@ def where(exc: BaseException) -> str:
     return type(exc).__name__ + place
 
 
+class Unexpected(Exception):
+    """A bug in the relay, named by the failing exception's type and place only (never its
+    message); answered 503 + Retry-After like any failure that is not the app's or CIJ's."""
+
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__(f"unexpected {where(exc)}")
+
+
 def internal_error(exc: BaseException) -> Reply:
     """The answer to a bug (5xx + Retry-After), logged by type and place only."""
     log.error("relay failed unexpectedly (%s)", where(exc))
-    return from_error(exc)
+    return from_error(Unexpected(exc))
 
 
 def fingerprint(device_token: str) -> str:
@@ -125,7 +133,7 @@ class Relay:
         except Exception as exc:  # a bug: 5xx + Retry-After, and the event kept when it can be
             reason = "internal error"
             log.error("relay failed unexpectedly (%s) tracking_id=%s", where(exc), event.tracking_id)
-            reply, outcome = await self._fall_back(event, received_at, exc)
+            reply, outcome = await self._fall_back(event, received_at, Unexpected(exc))
             outcome = "queued" if outcome == "queued" else "error"
         if log.isEnabledFor(logging.INFO):  # skip the hashing and formatting when INFO is filtered
             log.info(
@@ -323,6 +331,7 @@ __all__ = [
     "RedeliveryFailed",
     "Relay",
     "Unconfigured",
+    "Unexpected",
     "current",
     "fingerprint",
     "internal_error",
