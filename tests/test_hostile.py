@@ -138,6 +138,21 @@ HOSTILE = {
     "empty body": ("events", b"", 400),
     "empty batch": ("events/batch", b"[]", 400),
     "101 events": ("events/batch", json.dumps([event() for _ in range(101)]).encode(), 400),
+    # many tiny values: refused by a byte count before anything is decoded
+    "800 KB of empty objects (batch)": ("events/batch", b"[" + b"{}," * 270_000 + b"{}]", 400),
+    "60 KB of empty arrays in an event": (
+        "events",
+        json.dumps(event()).encode()[:-1] + b', "x": [' + b"[]," * 20_000 + b"[]]}",
+        400,
+    ),
+    # non-finite numbers in a member the relay ignores
+    "NaN in an ignored member": ("events", json.dumps(event()).encode()[:-1] + b', "x": NaN}', 400),
+    "1e999 in an ignored member": ("events", json.dumps(event()).encode()[:-1] + b', "x": [1e999]}', 400),
+    "-Infinity in a batch item": (
+        "events/batch",
+        b"[" + json.dumps(event()).encode()[:-1] + b', "x": -Infinity}]',
+        400,  # the whole batch: its body is not the JSON the contract takes
+    ),
     "trailing garbage": ("events", json.dumps(event()).encode() + b"{}", 400),
     "a JSON string": ("events", b'"event"', 400),
 }
