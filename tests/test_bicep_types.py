@@ -139,6 +139,14 @@ BROKEN = [
         r"properties\.zoneRedundant: expects boolean, got string 'no'",
     ),
     (
+        "a name the type's pattern refuses",
+        "main.bicep",
+        "param deliveryQueueName string = 'pending-events'",
+        "param deliveryQueueName string = 'Pending_Events'",
+        r"deliveryQueue \(Microsoft\.Storage/storageAccounts/queueServices/queues@2023-05-01\): "
+        r"name: 'Pending_Events' does not match the pattern",
+    ),
+    (
         "a default outside @allowed",
         "main.bicep",
         "param principalType string = 'User'",

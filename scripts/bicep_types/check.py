@@ -173,12 +173,19 @@ class Checker:
 
     @staticmethod
     def bounds(node: dict[str, Any], value: Any, path: str) -> list[str]:
-        size = len(value) if isinstance(value, str) else value
-        low, high = ("minLength", "maxLength") if isinstance(value, str) else ("minValue", "maxValue")
-        if low in node and size < node[low]:
-            return [f"{path}: {show(value)} is below the minimum ({node[low]})"]
-        if high in node and size > node[high]:
-            return [f"{path}: {show(value)} is above the maximum ({node[high]})"]
+        if isinstance(value, str):
+            if "minLength" in node and len(value) < node["minLength"]:
+                return [f"{path}: {show(value)} is shorter than {node['minLength']} characters"]
+            if "maxLength" in node and len(value) > node["maxLength"]:
+                return [f"{path}: {show(value)} is longer than {node['maxLength']} characters"]
+            pattern = python_pattern(node.get("pattern"))
+            if pattern is not None and not pattern.search(value):
+                return [f"{path}: {show(value)} does not match the pattern {node['pattern']}"]
+            return []
+        if "minValue" in node and value < node["minValue"]:
+            return [f"{path}: {value} is below the minimum ({node['minValue']})"]
+        if "maxValue" in node and value > node["maxValue"]:
+            return [f"{path}: {value} is above the maximum ({node['maxValue']})"]
         return []
 
     def object(
@@ -390,6 +397,16 @@ class Checker:
                         f"{file}: {symbol}.outputs.{parts[1]}: {target} has no such output"
                         f"{suggestion(parts[1], list(outputs))}"
                     )
+
+
+def python_pattern(pattern: str | None) -> re.Pattern[str] | None:
+    """A type's .NET regular expression for Python's re; None if it has none or re cannot read it."""
+    if not pattern:
+        return None
+    try:
+        return re.compile(pattern)
+    except re.error:
+        return None
 
 
 def flatten(value: Any) -> list[str] | None:
