@@ -277,3 +277,21 @@ def test_every_stored_definition_is_whole():
         refs = [int(r) for r in re.findall(r'"\$ref":\s*"#/(\d+)"', path.read_text())]
         assert refs and max(refs) < len(types), path
         assert any(t["$type"] == "ResourceType" for t in types), path
+
+
+def test_a_child_resource_declared_inside_its_parent_is_checked(copy):
+    edit(
+        copy,
+        "modules/storage.bicep",
+        "resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {\n",
+        "resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {\n"
+        "  resource extra 'queues' = {\n    name: 'extra'\n"
+        "    properties: {\n      metadat: {}\n    }\n  }\n",
+    )
+    result = run_check(copy)
+    assert result.returncode == 1
+    expected = (
+        r"queueService__extra \(Microsoft\.Storage/storageAccounts/queueServices/queues@2023-05-01\): "
+        r"properties\.metadat: no such property \(did you mean 'metadata'\?\)"
+    )
+    assert re.search(expected, result.stdout), result.stdout
