@@ -34,7 +34,9 @@ def test_a_short_run_reports_every_figure_and_loses_no_event():
 
     assert not [key for key in KEYS if key not in result]
     assert (result["events"], result["concurrency"]) == (200, 20)
-    assert result["relay_vs_bare"] == round(result["relay_eps"] / result["bare_eps"], 3)
+    # The ratio is of the unrounded medians; the reported eps are rounded to whole events per second.
+    ratio = result["relay_eps"] / result["bare_eps"]
+    assert abs(result["relay_vs_bare"] - ratio) <= 0.5 / result["bare_eps"] * (1 + ratio) + 0.0005
     # One Key Vault read per secret for the whole run: the cache and single-flight hold.
     assert result["kv_reads_per_secret"] == 1
     assert 1 <= result["upstream_connections"] <= result["connector_limit"]
