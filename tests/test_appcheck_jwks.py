@@ -197,3 +197,43 @@ async def test_a_redirect_is_not_followed(monkeypatch):
         await keys.close()
         await served.stop()
     assert hits == ["/v1/jwks"]
+
+
+async def test_a_token_seen_before_is_not_verified_again_until_the_keys_change(
+    app_check, static_env, monkeypatch
+):
+    decoded = []
+    real_decode = appcheck.jwt.decode
+    monkeypatch.setattr(appcheck.jwt, "decode", lambda *a, **k: decoded.append(1) or real_decode(*a, **k))
+    app_check.max_age = 600
+    token = firebase.token("key-1")
+    assert [await status(token) for _ in range(5)] == [202] * 5
+    assert len(decoded) == 1
+    clock = cache_clock()
+    app_check.publish("key-2")  # key-1 withdrawn
+    clock.now += 601  # past max-age: this request starts the refresh, the next ones see key-2 only
+    assert await status(token) == 202
+    await asyncio.sleep(0.1)
+    assert app_check.requests == 2
+    assert await status(token) == 401  # remembered no longer: its key is gone
+
+
+async def test_a_remembered_token_still_expires(app_check, static_env, monkeypatch):
+    monkeypatch.setattr(appcheck, "LEEWAY_SECONDS", 0)
+    token = firebase.token(exp=int(time.time()) + 1)
+    assert await status(token) == 202
+    await asyncio.sleep(1.2)
+    assert await status(token) == 401
+    assert relay.current().app_check.failures == {"expired": 1}
+
+
+async def test_remembered_tokens_are_bounded(app_check, static_env, monkeypatch):
+    decoded = []
+    real_decode = appcheck.jwt.decode
+    monkeypatch.setattr(appcheck.jwt, "decode", lambda *a, **k: decoded.append(1) or real_decode(*a, **k))
+    monkeypatch.setattr(appcheck, "MAX_VERIFIED", 3)
+    tokens = [firebase.token() for _ in range(5)]
+    assert [await status(t) for t in tokens] == [202] * 5
+    assert len(decoded) == 5
+    assert await status(tokens[4]) == 202 and len(decoded) == 5  # among the last three: remembered
+    assert await status(tokens[0]) == 202 and len(decoded) == 6  # the oldest was forgotten

@@ -24,6 +24,9 @@ KEYS = (
     "import_baseline_ms",
     "relay_batch_eps",
     "connector_limit",
+    "appcheck_us_per_event",
+    "appcheck_repeat_us_per_event",
+    "ratelimit_us_per_event",
 )
 
 
