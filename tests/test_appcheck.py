@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import time
 
+import aiohttp
 import pytest
 
 from shared import relay
-from tests.conftest import call, new_event, problem, sensitive
+from tests.conftest import call, leaks, new_event, problem, sensitive
 from tests.fakes import jwks as firebase
 from tests.fakes.jwks import APP_ID, PROJECT_NUMBER
+from tests.helpers_devserver import DevServer
 from tests.openapi_spec import response_validator
 
 
@@ -161,3 +163,23 @@ async def test_a_flood_of_refusals_is_logged_as_one_line(app_check, static_env, 
     lines = [r for r in caplog.records if "App Check (enforce)" in r.getMessage()]
     assert len(lines) == 1
     assert relay.current().app_check.failures == {"missing": 50}
+
+
+async def test_through_the_dev_server_the_header_reaches_the_relay_as_from_the_host(jwks):
+    env = {
+        "APP_CHECK_MODE": "enforce",
+        "APP_CHECK_PROJECT_NUMBER": PROJECT_NUMBER,
+        "APP_CHECK_JWKS_URL": jwks.url,
+    }
+    token = firebase.token()
+    with DevServer(env) as server:
+        async with aiohttp.ClientSession() as http:
+            for headers, expected in ((sent(token), 202), ({}, 401)):
+                async with http.post(f"{server.url}/events", json=new_event(), headers=headers) as r:
+                    assert r.status == expected, await r.text()
+                    if expected == 401:
+                        assert r.headers["WWW-Authenticate"] == "X-Firebase-AppCheck"
+                        assert r.headers["Content-Type"] == "application/problem+json"
+        output = server.output()
+    assert jwks.requests == 1
+    assert "App Check (enforce)" in output and leaks(output) == []
