@@ -41,7 +41,7 @@ UNKNOWN_KID_SECONDS = 60.0  # an unknown `kid` refetches the keys at most this o
 RETRY_SECONDS = 10.0  # after a failed fetch, no other fetch before this
 LOG_SECONDS = 60.0  # refusals are logged as one summary line at most this often
 # Tokens already verified, remembered (by SHA-256) until they expire or a new key set arrives: an
-# app sends the same token until the SDK refreshes it, and a repeat then costs ~2 µs, not a
+# app sends the same token until the SDK refreshes it, and a repeat then costs a few µs, not a
 # signature check. ~200 bytes each: at most ~2 MB.
 MAX_VERIFIED = 10_000
 # Three base64url segments (the last empty for `alg: none`, refused later by name).
@@ -177,12 +177,15 @@ class Jwks:
         self.fetches += 1
         try:
             keys, max_age = await self._download()
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        except (aiohttp.ClientError, TimeoutError, ValueError, RecursionError) as exc:
             self._retry_at = self.clock() + RETRY_SECONDS
-            cached = "using the cached keys" if self._keys and self.clock() < self._usable_until else (
-                "none cached: enforce mode answers 503"
+            usable = self._keys and self.clock() < self._usable_until
+            log.warning(
+                "App Check public keys could not be read (%s: %s); %s",
+                type(exc).__name__,
+                str(exc)[:200],
+                "using the cached keys" if usable else "none cached: enforce mode answers 503",
             )
-            log.warning("App Check public keys could not be read (%s); %s", type(exc).__name__, cached)
         else:
             self._keys = keys
             self.generation += 1

@@ -126,7 +126,7 @@ async def test_outage_with_keys_cached_uses_them_within_a_bound(app_check, stati
     assert response.status_code == 503 and "Retry-After" in response.headers
 
 
-@pytest.mark.parametrize("fault", ["garbage", "huge", "hang"])
+@pytest.mark.parametrize("fault", ["garbage", "deep", "huge", "hang"])
 async def test_a_hostile_jwks_server_costs_bounded_time(app_check, static_env, monkeypatch, fault):
     monkeypatch.setattr(appcheck, "JWKS_TIMEOUT_SECONDS", 1.0)
     app_check.fault = fault

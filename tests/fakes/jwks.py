@@ -84,8 +84,9 @@ def hs256_with_public_key(kid: str = "key-1") -> str:
 class FakeJwks:
     """Serves the published keys at JWKS_PATH with `Cache-Control: public, max-age=<max_age>`.
 
-    `fault`: None (answer), "down" (503), "hang" (never answer), "garbage" (200, not JSON),
-    "huge" (200, an endless body), "slow" (answer after `delay` seconds)."""
+    `fault`: None (answer), "down" (503), "hang" (never answer), "garbage" (200, not JSON), "deep"
+    (200, JSON nested past any parser's recursion limit), "huge" (200, an endless body). `delay`:
+    seconds before a normal answer."""
 
     def __init__(self, *kids: str, max_age: int = 21600) -> None:
         self.published = {kid: rsa_key(kid) for kid in kids or ("key-1",)}
@@ -112,6 +113,8 @@ class FakeJwks:
             await asyncio.sleep(3600)
         if self.fault == "garbage":
             return web.Response(body=b"<html>not a key set</html>", content_type="text/html")
+        if self.fault == "deep":
+            return web.Response(body=b"[" * 60000, content_type="application/json")
         if self.fault == "huge":
             response = web.StreamResponse(headers={"Content-Type": "application/json"})
             await response.prepare(request)
