@@ -42,7 +42,7 @@ RETRY_SECONDS = 10.0  # after a failed fetch, no other fetch before this
 LOG_SECONDS = 60.0  # refusals are logged as one summary line at most this often
 # Tokens already verified, remembered (by SHA-256) until they expire or a new key set arrives: an
 # app sends the same token until the SDK refreshes it, and a repeat then costs a few µs, not a
-# signature check. ~200 bytes each: at most ~2 MB.
+# signature check. ~360 bytes each: at most ~4 MB.
 MAX_VERIFIED = 10_000
 # Three base64url segments (the last empty for `alg: none`, refused later by name).
 _COMPACT_JWT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
