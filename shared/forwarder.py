@@ -9,6 +9,7 @@ import random
 import re
 import ssl
 import time
+from collections.abc import Callable
 from errno import ECONNREFUSED, ECONNRESET
 
 import aiohttp
@@ -70,10 +71,12 @@ class UpstreamUnavailable(Exception):
         retry_after: int,
         upstream_status: int | None = None,
         attempts: int = 0,
+        hint: float | None = None,
     ) -> None:
         super().__init__(f"CIJ unavailable after {attempts} attempt(s): {reason}" if attempts else reason)
         self.status, self.reason, self.retry_after, self.attempts = status, reason, retry_after, attempts
         self.upstream_status = upstream_status  # CIJ's last status; None when it never answered
+        self.hint = hint  # CIJ's own Retry-After, in seconds, when it gave one
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -187,10 +190,18 @@ class Forwarder:
         return self._session
 
     @timed_cij
-    async def send(self, target: Target, event: OpenEvent, deadline: float | None = None) -> int:
+    async def send(
+        self,
+        target: Target,
+        event: OpenEvent,
+        deadline: float | None = None,
+        max_attempts: int = MAX_ATTEMPTS,
+        keep_trying: Callable[[], bool] | None = None,
+    ) -> int:
         """Post one event, retrying 408/429/5xx/network errors with backoff until `deadline` (a
-        time.monotonic() value; default: FORWARD_TIMEOUT_SECONDS from now). Returns the number of
-        attempts CIJ's 2xx took; the exceptions carry the attempts made and why the last failed."""
+        time.monotonic() value; default: FORWARD_TIMEOUT_SECONDS from now), at most `max_attempts`
+        times and only while `keep_trying()` holds. Returns the number of attempts CIJ's 2xx took;
+        the exceptions carry the attempts made and why the last failed."""
         clock = time.monotonic
         timeout: aiohttp.ClientTimeout | None = None
         if deadline is None:  # the first attempt has the whole budget
@@ -198,7 +209,7 @@ class Forwarder:
         body = event.upstream_json()
         session = self._session if self._session is not None else self._open_session()
         url = target.events_url
-        for attempt in range(1, MAX_ATTEMPTS + 1):
+        for attempt in range(1, max_attempts + 1):
             status: int | None = None
             hint: float | None = None
             reason = "timeout"
@@ -228,7 +239,11 @@ class Forwarder:
                     raise UpstreamMisconfigured(status, attempt)
                 reason = f"HTTP {status}"
             delay = hint if hint is not None else backoff(attempt)
-            if attempt == MAX_ATTEMPTS or clock() + delay + MIN_ATTEMPT_SECONDS >= deadline:
+            if (
+                attempt == max_attempts
+                or clock() + delay + MIN_ATTEMPT_SECONDS >= deadline
+                or (keep_trying is not None and not keep_trying())
+            ):
                 retry_after = math.ceil(hint) if hint else DEFAULT_RETRY_AFTER
                 raise UpstreamUnavailable(
                     _failure_status(status, reason == "timeout"),
@@ -236,6 +251,7 @@ class Forwarder:
                     max(1, retry_after),
                     upstream_status=status,
                     attempts=attempt,
+                    hint=hint,
                 )
             timeout = None  # later attempts get what is left of the deadline
             await asyncio.sleep(delay)

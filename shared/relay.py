@@ -12,9 +12,10 @@ from datetime import UTC, datetime
 from . import logging_setup
 from . import settings as settings_module
 from .appcheck import AppCheckRefused, AppCheckUnavailable, make_app_check
+from .circuit import Circuit, CircuitOpen
 from .delivery_queue import DeliveryQueue, EnqueueFailed, decode_message
 from .events import BadRequest, InvalidEvent, OpenEvent, parse_batch, parse_event
-from .forwarder import Forwarder, UpstreamMisconfigured, UpstreamRejected, UpstreamUnavailable
+from .forwarder import MAX_ATTEMPTS, Forwarder, UpstreamMisconfigured, UpstreamRejected, UpstreamUnavailable
 from .metrics import count_redelivery
 from .ratelimit import RateLimited, make_limiter
 from .responses import ACCEPTED, Reply, accepted, from_error
@@ -23,7 +24,7 @@ from .target import SecretSource, StaticSource, Target, TargetResolver, TargetUn
 
 log = logging.getLogger("cij_relay")
 
-_RETRYABLE = (UpstreamUnavailable, TargetUnavailable)
+_RETRYABLE = (UpstreamUnavailable, TargetUnavailable, CircuitOpen)
 
 
 async def _ready(reply: Reply) -> Reply:
@@ -82,6 +83,7 @@ class Relay:
         self.settings = settings
         self.resolver = TargetResolver(source or make_source(settings), settings)
         self.forwarder = Forwarder(settings.max_connections, settings.forward_timeout)
+        self.circuit = Circuit(settings.circuit_failure_threshold, settings.circuit_probe_seconds)
         self.queue = DeliveryQueue(settings) if settings.delivery_fallback == "queue" else None
         self.limiter = make_limiter(settings.device_rate_per_minute, settings.device_rate_burst)
         self.app_check = make_app_check(settings)
@@ -113,8 +115,7 @@ class Relay:
             deadline = time.monotonic() + self.settings.forward_timeout
         attempts, outcome, reason = 0, "accepted", "-"
         try:
-            target = self.resolver.fresh() or await self._resolve(deadline)
-            attempts = await self.forwarder.send(target, event, deadline)
+            attempts = await self._send(event, deadline)
             reply = ACCEPTED
         except _RETRYABLE as exc:
             attempts, reason = getattr(exc, "attempts", 0), getattr(exc, "reason", "target unavailable")
@@ -155,6 +156,21 @@ class Relay:
                 return await self.resolver.get()
         except TimeoutError:
             raise TargetUnavailable("reading the target timed out") from None
+
+    async def _send(self, event: OpenEvent, deadline: float) -> int:
+        """Post the event to the current target through the circuit (the probe makes one attempt;
+        others stop retrying once the circuit opens). Returns the attempts CIJ's 2xx took."""
+        target = self.resolver.fresh() or await self._resolve(deadline)
+        probe = self.circuit.enter()
+        try:
+            attempts = await self.forwarder.send(
+                target, event, deadline, 1 if probe else MAX_ATTEMPTS, self.circuit.is_closed
+            )
+        except BaseException as exc:
+            self.circuit.settle(probe, exc)
+            raise
+        self.circuit.settle(probe, None)
+        return attempts
 
     async def _fall_back(self, event: OpenEvent, received_at: float, exc: Exception) -> tuple[Reply, str]:
         if self.queue is None:
@@ -221,12 +237,14 @@ class Relay:
         return Reply(200, {"results": results})
 
     async def health(self) -> Reply:
-        """`GET /api/health`: 200 when the target resolves, 503 otherwise; reveals nothing else."""
+        """`GET /api/health`: 200 when the target resolves, 503 otherwise, with the circuit's state."""
+        circuit = self.circuit.state
         try:
             await self.resolver.get()
         except TargetUnavailable as exc:
-            return Reply(503, {"status": "unavailable"}, {"Retry-After": str(exc.retry_after)})
-        return Reply(200, {"status": "ok"})
+            body = {"status": "unavailable", "circuit": circuit}
+            return Reply(503, body, {"Retry-After": str(exc.retry_after)})
+        return Reply(200, {"status": "ok", "circuit": circuit})
 
     async def redeliver(self, message: bytes) -> None:
         """Queue trigger: deliver a stored event; drop it on CIJ 400, raise to retry otherwise."""

@@ -8,6 +8,7 @@ from functools import cached_property
 from typing import Any
 
 from .appcheck import AppCheckRefused, AppCheckUnavailable
+from .circuit import CircuitOpen
 from .delivery_queue import EnqueueFailed
 from .events import InvalidEvent, PayloadTooLarge, UnsupportedMediaType
 from .forwarder import UpstreamMisconfigured, UpstreamRejected, UpstreamUnavailable
@@ -126,6 +127,14 @@ def from_error(exc: BaseException) -> Reply:
             "upstream-unavailable",
             "Customer Insights - Journeys unavailable",
             "The event was not delivered; retry after the given delay.",
+            exc.retry_after,
+        )
+    if isinstance(exc, CircuitOpen):
+        return problem(
+            503,
+            "upstream-unavailable",
+            "Customer Insights - Journeys unavailable",
+            "CIJ is failing; the relay is not calling it until the next probe. Retry after the given delay.",
             exc.retry_after,
         )
     if isinstance(exc, UpstreamMisconfigured):

@@ -25,6 +25,7 @@ log = logging.getLogger("cij_relay.target")
 # CIJ's push data receiver, relative to the public endpoint (`{org_id}` is aiohttp route syntax too).
 EVENTS_PATH = "api/v1.0/orgs/{org_id}/pushdatareceiver/events"
 STALE_MAX_SECONDS = 24 * 3600
+REFRESH_AHEAD = 0.8  # the background refresh starts at this fraction of SECRET_CACHE_TTL_SECONDS
 READ_TIMEOUT_SECONDS = 5.0  # one refresh, both secrets, SDK retries included
 _RETRY_FLOOR, _RETRY_CAP = 1.0, 60.0
 
@@ -168,12 +169,15 @@ class StaticSource:
 
 
 class TargetResolver:
-    """Caches the target for a TTL; one read at a time (single-flight); stale values on errors."""
+    """Caches the target; refreshes it in the background from REFRESH_AHEAD of the TTL on, so that
+    once it has been read no request waits for the source again. One read at a time
+    (single-flight); stale values (up to STALE_MAX_SECONDS) while the source fails."""
 
     def __init__(
         self, source: SecretSource, settings: Settings, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self._source, self._settings, self._clock = source, settings, clock
+        self._refresh_after = settings.secret_cache_ttl * REFRESH_AHEAD
         self._target: Target | None = None
         self._fetched_at = 0.0
         self._next_try = 0.0
@@ -181,13 +185,27 @@ class TargetResolver:
         self._inflight: asyncio.Task[Target] | None = None
 
     def fresh(self) -> Target | None:
-        """The cached target while it is younger than the TTL, without awaiting; else None."""
-        if self._target is not None and self._clock() - self._fetched_at < self._settings.secret_cache_ttl:
-            return self._target
-        return None
+        """The cached target without awaiting (None before the first read or once older than
+        STALE_MAX_SECONDS); starts the background refresh when it is due."""
+        target = self._target
+        if target is None:
+            return None
+        age = self._clock() - self._fetched_at
+        if age >= self._refresh_after:
+            self._refresh_ahead()
+            if age >= STALE_MAX_SECONDS:
+                return None
+        return target
+
+    def _refresh_ahead(self) -> None:
+        """Start a background refresh unless one is running or the source is backing off."""
+        if self._inflight is None and self._clock() >= self._next_try:
+            self._inflight = asyncio.ensure_future(self._refresh())
+            # Its failure is logged and served stale by _refresh; nobody awaits it, so retrieve it here.
+            self._inflight.add_done_callback(lambda task: task.cancelled() or task.exception())
 
     async def get(self) -> Target:
-        """The current target, refreshed when older than the TTL."""
+        """The current target: the cached one if there is one (see `fresh`), else read now."""
         target = self.fresh()
         if target is not None:
             return target
@@ -253,5 +271,7 @@ class TargetResolver:
         return target
 
     async def close(self) -> None:
-        """Close the underlying source."""
+        """Stop a refresh in flight and close the underlying source."""
+        if self._inflight is not None:
+            self._inflight.cancel()
         await self._source.close()

@@ -315,11 +315,12 @@ async def test_load_2000_events_with_cij_down_for_the_first_half_all_arrive_once
 
     static_env.default = DOWN
     first = await asyncio.gather(*(send(e) for e in events[: total // 2]))
-    static_env.default = None
+    static_env.default = None  # CIJ is back: the circuit, open by now, closes on its next probe
     second = await asyncio.gather(*(send(e) for e in events[total // 2 :]))
     assert {(r.status_code, r.headers.get("X-Delivery")) for r in first} == {(202, "queued")}
-    assert {(r.status_code, r.headers.get("X-Delivery")) for r in second} == {(202, None)}
-    assert await store.count() == total // 2
+    assert {r.status_code for r in second} == {202}
+    queued = sum(r.headers.get("X-Delivery") == "queued" for r in second)
+    assert await store.count() == total // 2 + queued
     assert await store.drain(pollers=4) == []  # competing consumers, like several instances
     assert await store.count() == 0
     ids = [e["TrackingId"] for e in static_env.received]

@@ -74,7 +74,7 @@ async def test_secret_failing_validation_is_503_and_cij_not_called(kv_env, cij):
 
 async def test_health_is_200_when_target_resolves_and_503_otherwise(kv_env):
     ok = await call("health", method="GET")
-    assert ok.status_code == 200 and json.loads(ok.get_body()) == {"status": "ok"}
+    assert ok.status_code == 200 and json.loads(ok.get_body()) == {"status": "ok", "circuit": "closed"}
     from shared import relay
 
     await relay.reset()

@@ -120,25 +120,74 @@ async def test_concurrent_cold_calls_read_once():
     assert source.reads == 1 and len(set(targets)) == 1
 
 
-async def test_rotation_is_picked_up_after_the_ttl_not_before():
+def completes_at_once(coroutine):
+    """The coroutine's result if it finishes without suspending (waiting on nothing); else fail."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value
+    coroutine.close()
+    pytest.fail("the call waited")
+
+
+async def settle():
+    """Let background tasks run to completion (the scripted source answers at once)."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_rotation_is_read_ahead_of_the_ttl_and_served_once_read():
     clock, source = Clock(), CountingSource(GOOD, ROTATED)
     r = resolver(source, clock)
     assert (await r.get()).org_id == ORG
-    clock.now += 599
-    assert (await r.get()).org_id == ORG and source.reads == 1
-    clock.now += 2
-    assert (await r.get()).org_id == ROTATED[0] and source.reads == 2
+    clock.now += 479  # before 80 % of the TTL: nothing is read
+    assert completes_at_once(r.get()).org_id == ORG
+    await settle()
+    assert source.reads == 1
+    clock.now += 2  # past 80 %: the refresh starts in the background; this request does not wait
+    assert completes_at_once(r.get()).org_id == ORG
+    await settle()
+    assert source.reads == 2
+    assert completes_at_once(r.get()).org_id == ROTATED[0]
 
 
-async def test_fresh_gives_the_cached_target_only_within_the_ttl_and_never_reads():
-    clock, source = Clock(), CountingSource(GOOD, ROTATED)
+async def test_no_request_waits_for_the_source_across_the_ttl_once_read():
+    clock, source = Clock(), CountingSource(GOOD)
+    r = resolver(source, clock)
+    await r.get()
+    source.delay = 3600  # the source hangs from now on
+    for step in (300, 200, 101, 600, 3600):  # past 80 %, past the TTL, far past it
+        clock.now += step
+        assert completes_at_once(r.get()).org_id == ORG
+        assert r.fresh() is not None
+    await settle()
+    assert source.reads == 2  # one refresh in flight, however many requests saw it due
+    await r.close()
+
+
+async def test_background_refresh_is_single_flight():
+    clock, source = Clock(), CountingSource(GOOD)
+    source.delay = 0.05
+    r = resolver(source, clock)
+    await r.get()
+    clock.now += 590
+    assert {r.fresh() for _ in range(500)} == {await r.get()}
+    await asyncio.sleep(0.1)
+    assert source.reads == 2
+    assert r.fresh() is not None and source.reads == 2  # the new value is fresh: no further read
+
+
+async def test_fresh_is_none_only_before_the_first_read_and_when_too_stale():
+    clock, source = Clock(), CountingSource(GOOD, RuntimeError("vault down"))
     r = resolver(source, clock)
     assert r.fresh() is None  # nothing read yet
     target = await r.get()
-    clock.now += 599
+    clock.now += 601
     assert r.fresh() is target
-    clock.now += 2
-    assert r.fresh() is None and source.reads == 1  # stale: `get` must refresh it
+    await settle()  # the refresh failed: still the cached value
+    assert r.fresh() is target and source.reads == 2
+    clock.now += STALE_MAX_SECONDS
+    assert r.fresh() is None
 
 
 async def test_stale_values_serve_while_refresh_fails_then_expire_after_24h(caplog):
@@ -147,6 +196,7 @@ async def test_stale_values_serve_while_refresh_fails_then_expire_after_24h(capl
     await r.get()
     clock.now += 601
     assert (await r.get()).org_id == ORG
+    await settle()
     assert "serving cached values" in caplog.text
     clock.now += STALE_MAX_SECONDS
     with pytest.raises(TargetUnavailable):
