@@ -24,7 +24,7 @@ class Clock:
 
 
 def transient(hint: float | None = None) -> UpstreamUnavailable:
-    return UpstreamUnavailable(503, "CIJ unavailable", math.ceil(hint) if hint else 5, 503, hint)
+    return UpstreamUnavailable(503, "HTTP 503", math.ceil(hint) if hint else 5, upstream_status=503, hint=hint)
 
 
 def fail(circuit: Circuit, times: int = 1, hint: float | None = None) -> None:
