@@ -24,7 +24,9 @@ class Clock:
 
 
 def transient(hint: float | None = None) -> UpstreamUnavailable:
-    return UpstreamUnavailable(503, "HTTP 503", math.ceil(hint) if hint else 5, upstream_status=503, hint=hint)
+    return UpstreamUnavailable(
+        503, "HTTP 503", math.ceil(hint) if hint else 5, upstream_status=503, hint=hint
+    )
 
 
 def fail(circuit: Circuit, times: int = 1, hint: float | None = None) -> None:
