@@ -35,6 +35,9 @@ from .quiet import server_logger
 
 # Bodies are read up to the route's cap plus one byte: enough for the function to answer 413
 # without the server buffering an unbounded upload.
+# Header sizes the host's web server (Kestrel) accepts: 32 KiB of headers in all, so one header may be
+# far longer than aiohttp's default 8190 bytes (an App Check token the contract does not bound).
+HEADER_LIMITS = {"max_field_size": 32 * 1024, "max_line_size": 8 * 1024}
 READ_LIMITS = {"/api/events/batch": MAX_BATCH_BYTES}
 
 
@@ -84,7 +87,7 @@ def adapt(user_function: Any, limit: int) -> Any:
 
 def build_app() -> web.Application:
     """The aiohttp application serving function_app's routes."""
-    app = web.Application()
+    app = web.Application(handler_args=HEADER_LIMITS)
     for method, path, user_function in http_routes(indexed()):
         app.router.add_route(method, path, adapt(user_function, READ_LIMITS.get(path, MAX_EVENT_BYTES)))
     return app

@@ -99,3 +99,16 @@ def test_blank_target_settings_mean_the_emulator_and_its_host_joins_the_allow_li
         )
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
             assert response.status == 202
+
+
+def test_a_long_header_is_accepted_as_the_hosts_web_server_accepts_it():
+    # Kestrel takes up to 32 KiB of headers; an App Check token is not bounded by the contract and
+    # is ignored while App Check is off.
+    with DevServer() as server:
+        request = urllib.request.Request(  # noqa: S310 - loopback
+            f"{server.url}/events",
+            data=json.dumps(new_event()).encode(),
+            headers={"Content-Type": "application/json", "X-Firebase-AppCheck": "0" * 20000},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+            assert response.status == 202
