@@ -1,6 +1,7 @@
 """Azurite's queue service (the Azure Storage emulator, from npm) on a loopback port for the tests.
 
 Installed into .tools/azurite by scripts/ensure-azurite; the tests that need it fail when it is not.
+Started as the dev server's `--queue` starts it (devserver/azurite.py: the command, the account).
 """
 
 from __future__ import annotations
@@ -16,21 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from devserver.azurite import ACCOUNT, AZURITE_QUEUE, connection_string
+from devserver.azurite import command as azurite_command
 from tests.fakes.servers import free_port
-
-ROOT = Path(__file__).resolve().parents[2]
-AZURITE_QUEUE = ROOT / ".tools" / "azurite" / "node_modules" / ".bin" / "azurite-queue"
-ACCOUNT = "devstoreaccount1"
-# Azurite's well-known development account key (public, documented by Microsoft).
-ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-
-
-def connection_string(port: int, scheme: str = "http") -> str:
-    """An Azurite connection string for the queue service on `port` (nothing needs to listen there)."""
-    return (
-        f"DefaultEndpointsProtocol={scheme};AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
-        f"QueueEndpoint={scheme}://127.0.0.1:{port}/{ACCOUNT};"
-    )
 
 
 class Azurite:
@@ -59,16 +48,7 @@ class Azurite:
             pytest.fail("Azurite is not installed: run scripts/ensure-azurite (needs node and npm)")
         self.port = free_port()
         self._workdir = tempfile.mkdtemp(prefix="azurite-")
-        command = [
-            str(AZURITE_QUEUE),
-            "--queueHost", "127.0.0.1",
-            "--queuePort", str(self.port),
-            "--inMemoryPersistence",
-            "--skipApiVersionCheck",
-            "--disableTelemetry",
-            "--silent",
-            *self.extra_args,
-        ]  # fmt: skip
+        command = azurite_command(self.port, *self.extra_args)
         log = Path(self._workdir, "azurite.log")
         with log.open("wb") as output:  # a file, not a pipe: a full pipe would block Azurite
             self.process = subprocess.Popen(command, cwd=self._workdir, stdout=output, stderr=output)
