@@ -76,7 +76,7 @@ class Boom(RuntimeError):
 
 
 def exploding(secret: str):
-    async def send(self, target, event, deadline=None):
+    async def send(self, *args, **kwargs):
         raise Boom(f"failed on {secret}")
 
     return send
