@@ -146,6 +146,8 @@ async def start_emulator(stack: contextlib.AsyncExitStack, port: int) -> str:
 DEMO_QUEUE_OPTIONS = {
     "AzureFunctionsJobHost__extensions__queues__visibilityTimeout": "00:00:30",
     "AzureFunctionsJobHost__extensions__queues__maxPollingInterval": "00:00:05",
+    # An event CIJ cannot take is stored again for 30 s (in Azure: from a minute, doubling, up to 30 min).
+    "REDELIVERY_MAX_DELAY_MINUTES": "0.5",
 }
 
 

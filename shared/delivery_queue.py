@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -26,18 +28,24 @@ _SDK_OPTIONS = {
 
 
 ENQUEUE_TIMEOUT_SECONDS = 5.0  # the whole store, SDK retries included: the app is waiting
+POISON_SUFFIX = "-poison"  # the host's poison queue for a queue trigger is <queue>-poison
+NEVER_EXPIRES = -1  # a stored event lives until it is delivered or given up on, never expires
 
 
 class EnqueueFailed(Exception):
     """The event could not be stored; the app must be told to retry."""
 
 
-def encode_message(event: OpenEvent, received_at: datetime) -> bytes:
-    """The queue message: the canonical event and when the relay first received it, nothing else."""
-    return json.dumps(
-        {"event": event.to_upstream(), "receivedAt": received_at.astimezone(UTC).isoformat()},
-        separators=(",", ":"),
-    ).encode()
+def encode_message(event: OpenEvent, received_at: datetime, attempts: int = 0) -> bytes:
+    """The queue message: the canonical event, when the relay first received it and, once it has
+    been redelivered, how many redeliveries failed; nothing else."""
+    data: dict[str, Any] = {
+        "event": event.to_upstream(),
+        "receivedAt": received_at.astimezone(UTC).isoformat(),
+    }
+    if attempts:
+        data["attempts"] = attempts
+    return json.dumps(data, separators=(",", ":")).encode()
 
 
 def decode_message(body: bytes) -> tuple[OpenEvent, str]:
@@ -50,16 +58,44 @@ def decode_message(body: bytes) -> tuple[OpenEvent, str]:
     return event, received_at
 
 
+def read_message(body: bytes) -> tuple[OpenEvent, datetime, int]:
+    """(event, receivedAt as an aware datetime, failed redeliveries); InvalidEvent if not ours."""
+    event, text = decode_message(body)
+    try:
+        attempts: Any = json.loads(body).get("attempts", 0)
+        received_at = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidEvent() from None
+    if received_at.tzinfo is None or type(attempts) is not int or not 0 <= attempts < 1_000_000:
+        raise InvalidEvent()
+    return event, received_at, attempts
+
+
+def poison_envelope(body: bytes, reason: str) -> bytes:
+    """What the relay puts on the poison queue: the reason, when, and the original message (as
+    JSON when it is a JSON object, else its bytes in base64) for `python -m relayctl replay`."""
+    try:
+        original: Any = json.loads(body)
+    except ValueError:
+        original = None
+    if not isinstance(original, dict):
+        original = base64.b64encode(body).decode()
+    envelope = {"reason": reason, "poisonedAt": datetime.now(UTC).isoformat(), "message": original}
+    return json.dumps(envelope, separators=(",", ":")).encode()
+
+
 class DeliveryQueue:
     """A long-lived QueueClient: managed identity in Azure, a connection string locally."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._client: Any = None
+        self._clients: dict[str, Any] = {}
         self._credential: Any = None
 
-    def _get_client(self) -> Any:
-        if self._client is None:
+    def _get_client(self, suffix: str = "") -> Any:
+        """The QueueClient for the delivery queue, or for `<name><suffix>` (the poison queue)."""
+        name = self._settings.delivery_queue_name + suffix
+        if name not in self._clients:
             # Imported here: only apps with DELIVERY_FALLBACK=queue pay for the storage SDK.
             from azure.storage.queue import BinaryBase64DecodePolicy, BinaryBase64EncodePolicy
             from azure.storage.queue.aio import QueueClient
@@ -71,35 +107,56 @@ class DeliveryQueue:
                 "message_decode_policy": BinaryBase64DecodePolicy(),
             }
             if s.queue_service_uri:
-                from azure.identity.aio import DefaultAzureCredential
+                if self._credential is None:
+                    from azure.identity.aio import DefaultAzureCredential
 
-                self._credential = DefaultAzureCredential(exclude_interactive_browser_credential=True)
-                self._client = QueueClient(
-                    s.queue_service_uri,
-                    s.delivery_queue_name,
-                    credential=self._credential,
-                    **codecs,
-                    **_SDK_OPTIONS,
+                    self._credential = DefaultAzureCredential(exclude_interactive_browser_credential=True)
+                client = QueueClient(
+                    s.queue_service_uri, name, credential=self._credential, **codecs, **_SDK_OPTIONS
                 )
             else:
-                self._client = QueueClient.from_connection_string(
-                    s.storage_connection_string or "", s.delivery_queue_name, **codecs, **_SDK_OPTIONS
+                client = QueueClient.from_connection_string(
+                    s.storage_connection_string or "", name, **codecs, **_SDK_OPTIONS
                 )
-        return self._client
+            self._clients[name] = client
+        return self._clients[name]
 
-    async def put(self, event: OpenEvent, received_at: datetime) -> None:
-        """Store one event for redelivery, or raise EnqueueFailed."""
+    async def put(self, event: OpenEvent, received_at: datetime, attempts: int = 0, delay: int = 0) -> None:
+        """Store one event for redelivery, invisible for `delay` seconds and never expiring, or
+        raise EnqueueFailed."""
+        message = encode_message(event, received_at, attempts)
+        send = self._get_client().send_message(message, visibility_timeout=delay, time_to_live=NEVER_EXPIRES)
         try:
-            await asyncio.wait_for(
-                self._get_client().send_message(encode_message(event, received_at)), ENQUEUE_TIMEOUT_SECONDS
-            )
+            await asyncio.wait_for(send, ENQUEUE_TIMEOUT_SECONDS)
+        except (AzureError, ValueError, OSError, TimeoutError) as exc:
+            raise EnqueueFailed(type(exc).__name__) from None
+
+    async def poison(self, body: bytes, reason: str) -> None:
+        """Put a message the relay gives up on, with the reason, on `<name>-poison` (created when
+        missing, as the host does), or raise EnqueueFailed."""
+        from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+
+        client = self._get_client(POISON_SUFFIX)
+        message = poison_envelope(body, reason)
+
+        async def send() -> None:
+            await client.send_message(message, time_to_live=NEVER_EXPIRES)
+
+        try:
+            try:
+                await asyncio.wait_for(send(), ENQUEUE_TIMEOUT_SECONDS)
+            except ResourceNotFoundError:
+                with contextlib.suppress(ResourceExistsError):  # created meanwhile by another call
+                    await asyncio.wait_for(client.create_queue(), ENQUEUE_TIMEOUT_SECONDS)
+                await asyncio.wait_for(send(), ENQUEUE_TIMEOUT_SECONDS)
         except (AzureError, ValueError, OSError, TimeoutError) as exc:
             raise EnqueueFailed(type(exc).__name__) from None
 
     async def close(self) -> None:
-        """Close the client and its credential."""
-        if self._client is not None:
-            await self._client.close()
+        """Close the clients and their credential."""
+        clients, self._clients = self._clients, {}
+        for client in clients.values():
+            await client.close()
         if self._credential is not None:
             await self._credential.close()
-        self._client = self._credential = None
+        self._credential = None

@@ -239,22 +239,22 @@ class Forwarder:
                     raise UpstreamMisconfigured(status, attempt)
                 reason = f"HTTP {status}"
             delay = hint if hint is not None else backoff(attempt)
-            if (
-                attempt == max_attempts
-                or clock() + delay + MIN_ATTEMPT_SECONDS >= deadline
-                or (keep_trying is not None and not keep_trying())
-            ):
-                retry_after = math.ceil(hint) if hint else DEFAULT_RETRY_AFTER
-                raise UpstreamUnavailable(
-                    _failure_status(status, reason == "timeout"),
-                    reason,
-                    max(1, retry_after),
-                    upstream_status=status,
-                    attempts=attempt,
-                    hint=hint,
-                )
-            timeout = None  # later attempts get what is left of the deadline
-            await asyncio.sleep(delay)
+            if attempt < max_attempts and clock() + delay + MIN_ATTEMPT_SECONDS < deadline:
+                timeout = None  # later attempts get what is left of the deadline
+                # keep_trying is asked before the backoff and after it (it may change meanwhile).
+                if keep_trying is None or keep_trying():
+                    await asyncio.sleep(delay)
+                    if keep_trying is None or keep_trying():
+                        continue
+            retry_after = math.ceil(hint) if hint else DEFAULT_RETRY_AFTER
+            raise UpstreamUnavailable(
+                _failure_status(status, reason == "timeout"),
+                reason,
+                max(1, retry_after),
+                upstream_status=status,
+                attempts=attempt,
+                hint=hint,
+            )
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def close(self) -> None:

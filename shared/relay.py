@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections.abc import Awaitable
@@ -13,11 +12,11 @@ from . import logging_setup
 from . import settings as settings_module
 from .appcheck import AppCheckRefused, AppCheckUnavailable, make_app_check
 from .circuit import Circuit, CircuitOpen
-from .delivery_queue import DeliveryQueue, EnqueueFailed, decode_message
+from .delivery_queue import DeliveryQueue, EnqueueFailed
 from .events import BadRequest, InvalidEvent, OpenEvent, parse_batch, parse_event
 from .forwarder import MAX_ATTEMPTS, Forwarder, UpstreamMisconfigured, UpstreamRejected, UpstreamUnavailable
-from .metrics import count_redelivery
 from .ratelimit import RateLimited, make_limiter
+from .redelivery import Redelivery, RedeliveryFailed, fingerprint, next_delay
 from .responses import ACCEPTED, Reply, accepted, from_error
 from .settings import ConfigError, Settings
 from .target import SecretSource, StaticSource, Target, TargetResolver, TargetUnavailable
@@ -30,10 +29,6 @@ _RETRYABLE = (UpstreamUnavailable, TargetUnavailable, CircuitOpen)
 async def _ready(reply: Reply) -> Reply:
     """`reply`, as an awaitable."""
     return reply
-
-
-class RedeliveryFailed(Exception):
-    """A queued event could not be delivered yet; raised so the Functions host retries it."""
 
 
 def where(exc: BaseException) -> str:
@@ -60,11 +55,6 @@ def internal_error(exc: BaseException) -> Reply:
     return from_error(Unexpected(exc))
 
 
-def fingerprint(device_token: str) -> str:
-    """A short, non-reversible tag for correlating a device in logs."""
-    return hashlib.sha256(device_token.encode()).hexdigest()[:10]
-
-
 def make_source(settings: Settings) -> SecretSource:
     """Key Vault when KEY_VAULT_URL is set, otherwise the CIJ_* settings."""
     if settings.key_vault_url:
@@ -84,7 +74,11 @@ class Relay:
         self.resolver = TargetResolver(source or make_source(settings), settings)
         self.forwarder = Forwarder(settings.max_connections, settings.forward_timeout)
         self.circuit = Circuit(settings.circuit_failure_threshold, settings.circuit_probe_seconds)
-        self.queue = DeliveryQueue(settings) if settings.delivery_fallback == "queue" else None
+        # The store is built whatever DELIVERY_FALLBACK says (it connects only when used): stored
+        # events are redelivered even after the fallback was turned off.
+        self.store = DeliveryQueue(settings)
+        self.queue = self.store if settings.delivery_fallback == "queue" else None
+        self.redelivery = Redelivery(settings, self.store, self._send_stored)
         self.limiter = make_limiter(settings.device_rate_per_minute, settings.device_rate_burst)
         self.app_check = make_app_check(settings)
 
@@ -175,8 +169,11 @@ class Relay:
     async def _fall_back(self, event: OpenEvent, received_at: float, exc: Exception) -> tuple[Reply, str]:
         if self.queue is None:
             return from_error(exc), "unavailable"
+        # While the circuit is open, CIJ has been failing for a while: the first redelivery waits
+        # as a failed one would (about a minute), instead of meeting the open circuit at once.
+        delay = next_delay(0, self.settings.redelivery_max_delay) if isinstance(exc, CircuitOpen) else 0
         try:
-            await self.queue.put(event, datetime.fromtimestamp(received_at, UTC))
+            await self.queue.put(event, datetime.fromtimestamp(received_at, UTC), delay=delay)
         except EnqueueFailed as failure:
             log.error("enqueue for redelivery failed (%s) after: %s", failure, exc)
             return from_error(exc), "unavailable"
@@ -247,30 +244,13 @@ class Relay:
         return Reply(200, {"status": "ok", "circuit": circuit})
 
     async def redeliver(self, message: bytes) -> None:
-        """Queue trigger: deliver a stored event; drop it on CIJ 400, raise to retry otherwise."""
-        try:
-            event, received_at = decode_message(message)
-        except InvalidEvent:
-            log.warning("dropping a queue message that is not a relay event")
-            count_redelivery("invalid")
-            return
-        tag = (event.tracking_id, fingerprint(event.device_token), received_at)
-        try:
-            target = await self.resolver.get()
-            attempts = await self.forwarder.send(target, event)
-        except UpstreamRejected:
-            log.warning("redelivery dropped: CIJ answered 400 tracking_id=%s device=%s received_at=%s", *tag)
-            count_redelivery("rejected")
-            return
-        except (UpstreamUnavailable, UpstreamMisconfigured, TargetUnavailable) as exc:
-            log.warning("redelivery failed, the host will retry: %s tracking_id=%s", exc, tag[0])
-            count_redelivery("misconfigured" if isinstance(exc, UpstreamMisconfigured) else "unavailable")
-            raise RedeliveryFailed(str(exc)) from None
-        except Exception as exc:  # a bug: the message stays queued for the host to retry
-            log.error("redelivery failed unexpectedly (%s) tracking_id=%s", where(exc), tag[0])
-            raise RedeliveryFailed("internal error") from None
-        log.info("redelivered tracking_id=%s device=%s received_at=%s attempts=%d", *tag, attempts)
-        count_redelivery("accepted")
+        """Queue trigger: deliver a stored event, or store it again for later, or give up on it
+        (shared/redelivery.py); RedeliveryFailed when storage fails, so that the host retries."""
+        await self.redelivery.handle(message)
+
+    def _send_stored(self, event: OpenEvent) -> Awaitable[int]:
+        """Send a stored event through the circuit, with FORWARD_TIMEOUT_SECONDS to do it."""
+        return self._send(event, time.monotonic() + self.settings.forward_timeout)
 
     async def aclose(self) -> None:
         """Close the HTTP pool, the target source, the queue client and the App Check key fetcher."""
@@ -278,8 +258,7 @@ class Relay:
         if self.app_check is not None:
             await self.app_check.close()
         await self.resolver.close()
-        if self.queue is not None:
-            await self.queue.close()
+        await self.store.close()
 
 
 class Unconfigured:

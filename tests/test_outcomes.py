@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import azure.functions as func
 import pytest
 
+from shared import relay
 from shared.delivery_queue import encode_message
 from shared.events import validate_event
 from shared.forwarder import Forwarder
@@ -17,7 +18,7 @@ from shared.relay import RedeliveryFailed
 from tests.conftest import FUNCTIONS, ORG_ID, call, new_event, problem, sensitive
 from tests.fakes.azurite import azurite_fixture  # noqa: F401
 from tests.fakes.hostile_cij import HostileCIJ, Misbehaviour
-from tests.test_delivery_queue import assert_queued, store  # noqa: F401
+from tests.queue_store import assert_queued, store_fixture  # noqa: F401
 
 OUTCOME = re.compile(r"event outcome=(\w+) status=(\d+) .* attempts=(\d+) reason=(.+) ms=")
 
@@ -108,7 +109,7 @@ async def test_a_bug_in_parsing_is_503_not_an_escaping_exception(monkeypatch, st
         assert response.status_code == 503 and response.headers["Retry-After"] == "5"
 
 
-async def test_a_bug_keeps_the_event_on_the_queue_when_the_fallback_is_on(monkeypatch, static_env, store):  # noqa: F811
+async def test_a_bug_keeps_the_event_on_the_queue_when_the_fallback_is_on(monkeypatch, static_env, store):
     event = new_event()
     monkeypatch.setattr(Forwarder, "send", exploding("x"))
     assert_queued(await call("events", event))
@@ -144,21 +145,25 @@ async def test_a_broken_answer_is_named_in_the_outcome_line(monkeypatch, caplog,
     assert logged == reason and attempts >= 1
 
 
-async def test_a_bug_in_redelivery_leaves_the_message_for_the_host_without_logging_values(
-    monkeypatch, static_env, caplog
+async def test_a_bug_in_redelivery_keeps_the_event_without_logging_values(
+    monkeypatch, static_env, store, caplog
 ):
     event = new_event()
     monkeypatch.setattr(Forwarder, "send", exploding(event["DeviceToken"]))
     message = encode_message(validate_event(event), datetime.now(UTC))
+    await FUNCTIONS["redeliver"](func.QueueMessage(body=message))  # stored again, for a later try
+    assert await store.count() == 1
+    assert any("redelivery failed unexpectedly (Boom at " in r.getMessage() for r in caplog.records)
+    monkeypatch.setenv("DELIVERY_QUEUE_NAME", "missing-queue")  # and when it cannot be: the host retries
+    await relay.reset()
     with pytest.raises(RedeliveryFailed):
         await FUNCTIONS["redeliver"](func.QueueMessage(body=message))
-    assert any("redelivery failed unexpectedly (Boom at " in r.getMessage() for r in caplog.records)
 
 
 async def test_a_bug_with_storage_failing_too_answers_503_and_logs_no_values(
     monkeypatch,
     static_env,
-    store,  # noqa: F811
+    store,
     caplog,
 ):
     event = new_event()
