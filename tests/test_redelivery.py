@@ -146,17 +146,20 @@ async def test_cij_429_retry_after_pushes_the_next_try_back(static_env, store, c
     assert static_env.requests == 1  # no retry within the call: Retry-After is past the deadline
 
 
-async def test_while_the_circuit_is_open_redelivery_does_not_call_cij(monkeypatch, static_env, store):
+async def test_while_the_circuit_is_open_redelivery_does_not_call_cij(monkeypatch, static_env, store, caplog):
     monkeypatch.setenv("CIRCUIT_FAILURE_THRESHOLD", "1")
     monkeypatch.setenv("CIRCUIT_PROBE_SECONDS", "60")
+    monkeypatch.setenv("REDELIVERY_MAX_DELAY_MINUTES", str(1 / 60))
     static_env.default = DOWN
     events = [new_event() for _ in range(20)]
     for event in events:
         assert_queued(await call("events", event))
     assert static_env.requests == 1  # the first opened the circuit; the others were queued at once
     static_env.default = None  # CIJ is back, but the circuit holds until its next probe
+    await asyncio.sleep(1.2)  # queued while the circuit was open: they wait one delay first
     assert await store.drain() == []
-    assert static_env.requests == 1 and await store.count() == 20  # all rescheduled, none sent
+    assert static_env.requests == 1 and await store.count() == 20  # all stored again, none sent
+    assert sum("redelivery failed (circuit open)" in r.getMessage() for r in caplog.records) == 20
 
 
 @pytest.mark.parametrize(
@@ -212,7 +215,10 @@ def test_the_queue_trigger_matches_what_the_relay_writes():
     assert queues["maxDequeueCount"] == 8  # then the host moves the message to <queue>-poison
 
 
-async def test_load_2000_events_with_cij_down_for_the_first_half_all_arrive_once(static_env, store):
+async def test_load_2000_events_with_cij_down_for_the_first_half_all_arrive_once(
+    monkeypatch, static_env, store
+):
+    monkeypatch.setenv("REDELIVERY_MAX_DELAY_MINUTES", str(1 / 60))
     total, in_flight = 2000, asyncio.Semaphore(100)
     events = [new_event() for _ in range(total)]
 
@@ -228,6 +234,7 @@ async def test_load_2000_events_with_cij_down_for_the_first_half_all_arrive_once
     assert {r.status_code for r in second} == {202}
     queued = sum(r.headers.get("X-Delivery") == "queued" for r in second)
     assert await store.count() == total // 2 + queued
+    await asyncio.sleep(1.2)  # those queued while the circuit was open wait one delay first
     assert await store.drain(pollers=4) == []  # competing consumers, like several instances
     assert await store.count() == 0
     ids = [e["TrackingId"] for e in static_env.received]
