@@ -24,6 +24,9 @@ KEYS = (
     "import_baseline_ms",
     "relay_batch_eps",
     "connector_limit",
+    "outage_p99_ms",
+    "outage_cij_requests_per_s",
+    "refresh_max_wait_ms",
     "appcheck_us_per_event",
     "appcheck_repeat_us_per_event",
     "ratelimit_us_per_event",
@@ -47,6 +50,12 @@ def test_a_short_run_reports_every_figure_and_loses_no_event():
     assert result["upstream_received_total"] == result["sent_total"] > 0
     assert result["failed"] == 0
     assert result["import_network_calls"] == 0
+    # CIJ down: answered with and without the queue; one probe per 5 s at most; once warm, no
+    # request waited on Key Vault across the cache's rollovers (the reads happened meanwhile).
+    assert set(result["outage_p99_ms"]) == {"fallback_none", "fallback_queue"}
+    assert result["outage_cij_requests_per_s"] <= 1 / 5 + 0.01
+    assert result["refresh_waiting_requests"] == 0 and result["refresh_max_wait_ms"] == 0
+    assert result["refresh_reads"] >= 2
     # With two or more cores the services run on cores the measured process does not use.
     if len(os.sched_getaffinity(0)) > 1:
         assert result["measured_on_cores"] and result["services_on_cores"]

@@ -15,6 +15,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from bench.figures import abuse, imports, throughput
+from bench.figures import abuse, imports, outage, throughput
 
-FIGURES: tuple[ModuleType, ...] = (imports, throughput, abuse)
+FIGURES: tuple[ModuleType, ...] = (imports, throughput, abuse, outage)
