@@ -3,7 +3,6 @@ nothing reported when the fallback queue is off or storage cannot be read."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -12,7 +11,7 @@ from azure.storage.queue.aio import QueueServiceClient
 
 from shared import backlog
 from tests.conftest import FUNCTIONS, INDEXED
-from tests.fakes.azurite import Azurite, azurite_fixture, connection_string  # noqa: F401
+from tests.fakes.azurite import Azurite, azurite_fixture, connection_string, use_fallback_queue  # noqa: F401
 from tests.fakes.servers import free_port
 from tests.metrics_reader import Meter, meter_fixture  # noqa: F401
 
@@ -20,10 +19,7 @@ from tests.metrics_reader import Meter, meter_fixture  # noqa: F401
 @pytest.fixture
 async def queues(monkeypatch: pytest.MonkeyPatch, azurite: Azurite) -> AsyncIterator[QueueServiceClient]:
     """DELIVERY_FALLBACK=queue with a fresh queue name in Azurite (neither queue created yet)."""
-    name = f"pending-{uuid.uuid4().hex[:20]}"
-    monkeypatch.setenv("DELIVERY_FALLBACK", "queue")
-    monkeypatch.setenv("DELIVERY_QUEUE_NAME", name)
-    monkeypatch.setenv("AzureWebJobsStorage", azurite.connection_string)
+    name = use_fallback_queue(monkeypatch, azurite)
     async with QueueServiceClient.from_connection_string(azurite.connection_string) as service:
         service.pending = name  # type: ignore[attr-defined]
         yield service

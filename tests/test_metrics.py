@@ -16,7 +16,7 @@ from shared import metrics, relay
 from shared.delivery_queue import encode_message
 from shared.events import MAX_EVENT_BYTES, validate_event
 from tests.conftest import FUNCTIONS, call, new_event
-from tests.fakes.azurite import Azurite, azurite_fixture  # noqa: F401
+from tests.fakes.azurite import Azurite, azurite_fixture, use_fallback_queue  # noqa: F401
 from tests.metrics_reader import Meter, meter_fixture  # noqa: F401
 from tests.queue_store import DOWN, store_fixture  # noqa: F401
 
@@ -24,10 +24,7 @@ from tests.queue_store import DOWN, store_fixture  # noqa: F401
 @pytest.fixture
 async def queue(monkeypatch: pytest.MonkeyPatch, azurite: Azurite) -> AsyncIterator[None]:
     """DELIVERY_FALLBACK=queue on a fresh queue in Azurite, with a 1 s forward deadline."""
-    name = f"pending-{uuid.uuid4().hex[:20]}"
-    monkeypatch.setenv("DELIVERY_FALLBACK", "queue")
-    monkeypatch.setenv("DELIVERY_QUEUE_NAME", name)
-    monkeypatch.setenv("AzureWebJobsStorage", azurite.connection_string)
+    name = use_fallback_queue(monkeypatch, azurite)
     monkeypatch.setenv("FORWARD_TIMEOUT_SECONDS", "1")
     async with QueueClient.from_connection_string(azurite.connection_string, name) as client:
         await client.create_queue()

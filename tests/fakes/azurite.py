@@ -12,6 +12,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -91,3 +92,12 @@ def azurite_fixture() -> Iterator[Azurite]:
     server = Azurite().start()
     yield server
     server.stop()
+
+
+def use_fallback_queue(monkeypatch: pytest.MonkeyPatch, azurite: Azurite) -> str:
+    """Point the relay's DELIVERY_FALLBACK=queue at a fresh queue name in `azurite` (not created)."""
+    name = f"pending-{uuid.uuid4().hex[:20]}"
+    monkeypatch.setenv("DELIVERY_FALLBACK", "queue")
+    monkeypatch.setenv("DELIVERY_QUEUE_NAME", name)
+    monkeypatch.setenv("AzureWebJobsStorage", azurite.connection_string)
+    return name
