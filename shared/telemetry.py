@@ -38,12 +38,19 @@ def configure(env: Mapping[str, str] | None = None) -> bool:
         from azure.monitor.opentelemetry.exporter import AzureMonitorMetricExporter
         from opentelemetry import metrics
         from opentelemetry.sdk.metrics import MeterProvider
-        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+        from opentelemetry.sdk.metrics import _Gauge as Gauge
+        from opentelemetry.sdk.metrics.export import AggregationTemporality, PeriodicExportingMetricReader
         from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
 
         if isinstance(metrics.get_meter_provider(), MeterProvider):
             return False  # someone installed one already: one provider per process
         exporter = AzureMonitorMetricExporter(connection_string=connection_string)
+        # A gauge is exported only in the interval it was set: an instance the queue-depth timer
+        # has left must not keep re-sending the depth it last saw (the alerts read the latest).
+        exporter._preferred_temporality = {  # read by the reader below; the exporter has no option
+            **exporter._preferred_temporality,
+            Gauge: AggregationTemporality.DELTA,
+        }
         reader = PeriodicExportingMetricReader(
             exporter, export_interval_millis=EXPORT_INTERVAL_SECONDS * 1000
         )

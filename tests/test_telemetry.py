@@ -31,6 +31,7 @@ metrics.counted("batch", Reply(200, {"results": [{"index": 0, "status": 202}, {"
 metrics.target_refreshed(True)
 metrics.queue_depth("poison", 7)
 metrics.flush()
+metrics.flush()  # nothing new: a gauge set once is not sent again
 print("flushed")
 """
 
@@ -76,6 +77,7 @@ async def test_metrics_reach_application_insights_with_a_managed_identity_token(
     assert points[("relay.events", (("outcome", "invalid"), ("route", "batch")))]["value"] == 1
     assert points[("relay.target.refreshes", (("result", "ok"),))]["value"] == 1
     assert points[("relay.queue.depth", (("queue", "poison"),))]["value"] == 7
+    assert [p["value"] for p in ingestion.metrics() if p["name"] == "relay.queue.depth"] == [7]
     # Entra ID: every post carries a token the identity endpoint issued for this client ID.
     assert ingestion.authorizations and all(
         a and a.removeprefix("Bearer ") in identity.issued for a in ingestion.authorizations
