@@ -15,6 +15,7 @@ from .circuit import Circuit, CircuitOpen
 from .delivery_queue import DeliveryQueue, EnqueueFailed
 from .events import BadRequest, InvalidEvent, OpenEvent, parse_batch, parse_event
 from .forwarder import MAX_ATTEMPTS, Forwarder, UpstreamMisconfigured, UpstreamRejected, UpstreamUnavailable
+from .metrics import count_redelivery
 from .ratelimit import RateLimited, make_limiter
 from .redelivery import Redelivery, RedeliveryFailed, fingerprint, next_delay
 from .responses import ACCEPTED, Reply, accepted, from_error
@@ -286,6 +287,7 @@ class Unconfigured:
 
     async def redeliver(self, message: bytes) -> None:
         """Leave the message queued: the host retries it."""
+        count_redelivery("unavailable")
         raise RedeliveryFailed(f"relay settings invalid: {self.error}")
 
 

@@ -5,32 +5,18 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import azure.functions as func
 import pytest
-from azure.storage.queue.aio import QueueClient
 
 from shared import metrics, relay
 from shared.delivery_queue import encode_message
 from shared.events import MAX_EVENT_BYTES, validate_event
 from tests.conftest import FUNCTIONS, call, new_event
-from tests.fakes.azurite import Azurite, azurite_fixture, use_fallback_queue  # noqa: F401
+from tests.fakes.azurite import azurite_fixture  # noqa: F401
 from tests.metrics_reader import Meter, meter_fixture  # noqa: F401
 from tests.queue_store import DOWN, store_fixture  # noqa: F401
-
-
-@pytest.fixture
-async def queue(monkeypatch: pytest.MonkeyPatch, azurite: Azurite) -> AsyncIterator[None]:
-    """DELIVERY_FALLBACK=queue on a fresh queue in Azurite, with a 1 s forward deadline."""
-    name = use_fallback_queue(monkeypatch, azurite)
-    monkeypatch.setenv("FORWARD_TIMEOUT_SECONDS", "1")
-    async with QueueClient.from_connection_string(azurite.connection_string, name) as client:
-        await client.create_queue()
-        yield
-        await client.delete_queue()
-
 
 # --------------------------------------------------------------------------------------------
 # The mapping from an answer to its outcome, and from CIJ's status to its result class.
@@ -116,7 +102,7 @@ async def test_single_event_refused_by_the_relay_is_invalid_and_never_timed(
     assert readings.cij == {}  # nothing was forwarded
 
 
-async def test_single_event_queued(static_env, queue, meter: Meter):
+async def test_single_event_queued(static_env, store, meter: Meter):
     static_env.default = DOWN
     response = await call("events", new_event())
     assert response.headers["X-Delivery"] == "queued"
@@ -152,7 +138,7 @@ async def test_batch_counts_each_item_with_its_outcome(monkeypatch, static_env, 
     assert {r: readings.cij_count(r) for r in readings.cij} == {"2xx": 2, "400": 1, "other_4xx": 1, "5xx": 1}
 
 
-async def test_batch_items_queued(static_env, queue, meter: Meter):
+async def test_batch_items_queued(static_env, store, meter: Meter):
     static_env.default = DOWN
     await call("events/batch", [new_event(), new_event(), new_event()])
     assert meter.read().events == {("batch", "queued"): 3}
@@ -195,6 +181,22 @@ async def test_redelivery_outcomes(monkeypatch, static_env, store, meter: Meter,
     readings = meter.read()
     assert readings.events == {("redeliver", outcome): 1}
     assert sum(readings.cij_count(r) for r in readings.cij) == 1
+
+
+async def test_redelivery_that_fails_on_a_bug_or_invalid_settings_is_unavailable(
+    monkeypatch, static_env, store, meter: Meter
+):
+    async def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(relay.Forwarder, "send", broken)
+    await FUNCTIONS["redeliver"](stored(new_event()))  # a bug: the event is stored again
+    assert await store.count() == 1
+    await relay.reset()
+    monkeypatch.setenv("DELIVERY_FALLBACK", "sometimes")
+    with pytest.raises(relay.RedeliveryFailed):  # invalid settings: the host keeps the message
+        await FUNCTIONS["redeliver"](stored(new_event()))
+    assert meter.read().events == {("redeliver", "unavailable"): 2}
 
 
 async def test_redelivery_of_a_message_that_is_not_an_event_is_invalid(static_env, store, meter: Meter):
