@@ -15,7 +15,7 @@ import azure.functions as func
 import pytest
 from azure.storage.queue.aio import QueueServiceClient
 
-from shared.delivery_queue import encode_message
+from shared.delivery_queue import encode_message, poison_envelope
 from shared.events import validate_event
 from shared.relay import fingerprint
 from tests.conftest import FUNCTIONS, TEXT_SOURCES, canonical, new_event, run_module
@@ -140,6 +140,19 @@ async def test_replay_moves_each_event_back_once_and_the_relay_delivers_it(stati
     assert sorted(static_env.received, key=lambda e: e["TrackingId"]) == sorted(
         (canonical(e) for e in (a, b, c, waiting)), key=lambda e: e["TrackingId"]
     )
+
+
+async def test_the_relays_own_poison_envelopes_are_read_and_replayed(queues: Queues):
+    """What the relay writes when it gives up (shared/delivery_queue.poison_envelope), as it writes it."""
+    old, garbled = new_event(), b"\x00not json"
+    await queues.poison.send_message(b64(poison_envelope(relay_message(old, hours_ago=80), "too old")))
+    await queues.poison.send_message(b64(poison_envelope(garbled, "not a relay event")))
+    peeked = {p["trackingId"]: p for p in json.loads(queues.relayctl("peek", "--json"))}
+    assert peeked[old["TrackingId"]]["reason"] == "too old" and peeked[old["TrackingId"]]["replayable"]
+    assert peeked[None]["reason"] == "not a relay event" and not peeked[None]["replayable"]
+    assert "replayed 1, duplicates 0, not replayable 1" in queues.relayctl("replay")
+    [text] = await queues.contents(queues.pending)
+    assert json.loads(base64.b64decode(text))["event"]["TrackingId"] == old["TrackingId"]
 
 
 async def test_replay_max_stops_after_that_many(queues: Queues):
