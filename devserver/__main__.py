@@ -179,9 +179,10 @@ async def start_queue(stack: contextlib.AsyncExitStack, queue_name: str) -> list
     ]
     if replaced:
         lines.append("  (AzureWebJobsStorage__queueServiceUri is ignored: --queue uses Azurite)")
+    retry = check_settings().redelivery_max_delay
     lines.append(
-        f"  queue trigger: {', '.join(triggers)}; polled at least every {opts.max_polling_interval:g} s, a "
-        f"failed attempt retried after {opts.visibility_timeout:g} s, poison after {opts.max_dequeue_count}"
+        f"  queue trigger: {', '.join(triggers)}, polled at least every {opts.max_polling_interval:g} s; "
+        f"an event CIJ cannot take yet is tried again within {retry:g} s (REDELIVERY_MAX_DELAY_MINUTES)"
     )
     relayctl = f".venv/bin/python -m relayctl --connection-string '{connection}'"
     lines.append(f"  look at the queues: {relayctl} status")
