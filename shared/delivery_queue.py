@@ -6,7 +6,7 @@ import asyncio
 import base64
 import contextlib
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from azure.core.exceptions import AzureError
@@ -30,6 +30,7 @@ _SDK_OPTIONS = {
 ENQUEUE_TIMEOUT_SECONDS = 5.0  # the whole store, SDK retries included: the app is waiting
 POISON_SUFFIX = "-poison"  # the host's poison queue for a queue trigger is <queue>-poison
 NEVER_EXPIRES = -1  # a stored event lives until it is delivered or given up on, never expires
+FUTURE_SKEW = timedelta(hours=1)  # a receivedAt later than now by more than this is not the relay's
 
 
 class EnqueueFailed(Exception):
@@ -67,6 +68,8 @@ def read_message(body: bytes) -> tuple[OpenEvent, datetime, int]:
     except ValueError:
         raise InvalidEvent() from None
     if received_at.tzinfo is None or type(attempts) is not int or not 0 <= attempts < 1_000_000:
+        raise InvalidEvent()
+    if received_at > datetime.now(UTC) + FUTURE_SKEW:  # it would never grow old enough to give up on
         raise InvalidEvent()
     return event, received_at, attempts
 

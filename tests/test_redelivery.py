@@ -27,6 +27,11 @@ from tests.fakes.azurite import azurite_fixture  # noqa: F401
 from tests.queue_store import DOWN, Store, assert_queued, store_fixture  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
+FUTURE_EVENT = {
+    "TrackingId": "5d8c3e1a-7b2f-4c9e-a146-0f3b9d2e7c58",
+    "DeviceToken": "a" * 64,
+    "PushNotificationStatus": 1,
+}
 
 
 async def test_redelivery_after_recovery_delivers_each_event_exactly_once(static_env, store):
@@ -164,7 +169,14 @@ async def test_while_the_circuit_is_open_redelivery_does_not_call_cij(monkeypatc
 
 @pytest.mark.parametrize(
     "body",
-    [b"not json", b'{"event": {"TrackingId": "x"}, "receivedAt": "now"}', b"[]", b"\xff\xfe"],
+    [
+        b"not json",
+        b'{"event": {"TrackingId": "x"}, "receivedAt": "now"}',
+        b"[]",
+        b"\xff\xfe",
+        # a valid event received in 2999 would never grow old enough to be given up on
+        json.dumps({"event": FUTURE_EVENT, "receivedAt": "2999-01-01T00:00:00+00:00"}).encode(),
+    ],
 )
 async def test_a_message_that_is_not_an_event_goes_to_the_poison_queue_with_a_warning(
     static_env, store, caplog, body
@@ -213,6 +225,8 @@ def test_the_queue_trigger_matches_what_the_relay_writes():
     queues = json.loads((ROOT / "host.json").read_text())["extensions"]["queues"]
     assert queues["messageEncoding"] == "base64"  # the relay writes base64 (BinaryBase64EncodePolicy)
     assert queues["maxDequeueCount"] == 8  # then the host moves the message to <queue>-poison
+    # At most 16 + 8 redeliveries in flight per instance (the drain after an outage is bounded).
+    assert (queues["batchSize"], queues["newBatchThreshold"]) == (16, 8)
 
 
 async def test_load_2000_events_with_cij_down_for_the_first_half_all_arrive_once(
