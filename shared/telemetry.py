@@ -37,7 +37,7 @@ def configure(env: Mapping[str, str] | None = None) -> bool:
     try:
         from azure.monitor.opentelemetry.exporter import AzureMonitorMetricExporter
         from opentelemetry import metrics
-        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
         from opentelemetry.sdk.metrics import _Gauge as Gauge
         from opentelemetry.sdk.metrics.export import AggregationTemporality, PeriodicExportingMetricReader
         from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
@@ -60,7 +60,11 @@ def configure(env: Mapping[str, str] | None = None) -> bool:
                 SERVICE_INSTANCE_ID: env.get("WEBSITE_INSTANCE_ID") or env.get("HOSTNAME") or "local",
             }
         )
-        metrics.set_meter_provider(MeterProvider(metric_readers=[reader], resource=resource))
+        # No exemplars: Application Insights does not use them, and sampling one costs every event.
+        provider = MeterProvider(
+            metric_readers=[reader], resource=resource, exemplar_filter=AlwaysOffExemplarFilter()
+        )
+        metrics.set_meter_provider(provider)
     except Exception as exc:  # a telemetry fault must never stop the relay from starting
         log.error("metrics export not configured: %s: %s", type(exc).__name__, exc)
         return False
