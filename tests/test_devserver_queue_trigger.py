@@ -123,7 +123,11 @@ async def test_a_failing_message_is_retried_then_moved_unchanged_to_the_poison_q
     content = base64.b64encode(b'{"event": "x"}').decode()
     queue.send_message(content)
     async with queue_trigger.running(function.indexed(), FAST):
-        await until(lambda: poison.get_queue_properties().approximate_message_count == 1)
+        # Moved means both: the copy is on the poison queue and the original has been deleted.
+        await until(
+            lambda: poison.get_queue_properties().approximate_message_count == 1
+            and queue.get_queue_properties().approximate_message_count == 0
+        )
     assert function.dequeue_counts == [1, 2, 3]
     assert [m.content for m in poison.peek_messages()] == [content]
     assert queue.get_queue_properties().approximate_message_count == 0
