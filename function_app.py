@@ -1,5 +1,7 @@
 """Azure Functions entry point: the routes and thin adapters onto the relay core in `shared/`."""
 
+from collections.abc import Awaitable, Callable
+
 import azure.functions as func
 
 from shared import backlog, relay, telemetry
@@ -36,28 +38,37 @@ def _http(reply: Reply) -> func.HttpResponse:
 # the host, which would answer a bare 500 and log the exception's message.
 
 
+async def _answered(route: str, handle: Callable[[], Awaitable[Reply]]) -> func.HttpResponse:
+    """The answer `handle` gives, counted for `route`; a bug answers 503 + Retry-After."""
+    try:
+        reply = await handle()
+    except Exception as exc:
+        reply = relay.internal_error(exc)
+    return _http(counted(route, reply))
+
+
 @app.route(route="events", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 async def events(req: func.HttpRequest) -> func.HttpResponse:
     """Report one push-notification open to CIJ."""
-    try:
-        reply = await relay.current().handle_event(
-            req.get_body(), req.headers.get("content-type"), req.headers.get("x-firebase-appcheck")
-        )
-    except Exception as exc:
-        reply = relay.internal_error(exc)
-    return _http(counted("events", reply))
+    headers = req.headers
+    return await _answered(
+        "events",
+        lambda: relay.current().handle_event(
+            req.get_body(), headers.get("content-type"), headers.get("x-firebase-appcheck")
+        ),
+    )
 
 
 @app.route(route="events/batch", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 async def events_batch(req: func.HttpRequest) -> func.HttpResponse:
     """Report up to 100 opens (e.g. queued while the device was offline); per-event results."""
-    try:
-        reply = await relay.current().handle_batch(
-            req.get_body(), req.headers.get("content-type"), req.headers.get("x-firebase-appcheck")
-        )
-    except Exception as exc:
-        reply = relay.internal_error(exc)
-    return _http(counted("batch", reply))
+    headers = req.headers
+    return await _answered(
+        "batch",
+        lambda: relay.current().handle_batch(
+            req.get_body(), headers.get("content-type"), headers.get("x-firebase-appcheck")
+        ),
+    )
 
 
 @app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)

@@ -18,7 +18,7 @@ import idna
 
 from .events import GUID
 from .metrics import target_refreshed
-from .settings import Settings
+from .settings import Settings, is_loopback_host
 
 log = logging.getLogger("cij_relay.target")
 
@@ -53,15 +53,6 @@ class Target:
     def events_url(self) -> str:
         """The CIJ push data receiver URL for this org (built once per target)."""
         return self.base_url + EVENTS_PATH.format(org_id=self.org_id)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 # A host name label (RFC 952/1123 "LDH": letters, digits, inner hyphens; 1-63 characters).
@@ -124,7 +115,7 @@ def normalise_endpoint(raw: str, allowed_hosts: tuple[str, ...]) -> str:
     segments = path.lower().replace("%2e", ".").split("/")
     if not _PATH.fullmatch(path) or "." in segments or ".." in segments:
         raise InvalidTarget("endpoint path must be plain URL path characters")
-    if parts.scheme != "https" and not (parts.scheme == "http" and _is_loopback(host)):
+    if parts.scheme != "https" and not (parts.scheme == "http" and is_loopback_host(host)):
         raise InvalidTarget("endpoint must use https (http only for loopback hosts)")
     if not any(fnmatch.fnmatchcase(host, pattern) for pattern in allowed_hosts):
         raise InvalidTarget("endpoint host is not in CIJ_ALLOWED_HOSTS")
